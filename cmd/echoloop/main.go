@@ -1,0 +1,202 @@
+// Command echoloop is a TCP server that frames a byte stream and answers each
+// frame: by default a line-framed echo server on 127.0.0.1:7007, served by a
+// single gnet event loop.
+//
+//	go run ./cmd/echoloop -framing length -handler echo -addr 127.0.0.1:7007
+//
+// Exit status: 0 after a clean stop on SIGINT or SIGTERM, 1 when the server
+// cannot run (address in use...), 2 for bad flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"echoloop/cmd/internal/cli"
+	"echoloop/eventloop"
+	"echoloop/eventloop/frame"
+	"echoloop/eventloop/session"
+	"echoloop/handlers"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// server is what main needs of either concurrency model.
+type server interface {
+	ListenAndServe() error
+	Ready() <-chan struct{}
+	Addr() net.Addr
+	Shutdown(ctx context.Context) error
+}
+
+// flags holds the parsed command line.
+type flags struct {
+	addr      string
+	framing   string
+	handler   string
+	reply     string
+	maxFrame  cli.Size
+	maxConns  int
+	loops     int
+	logLevel  string
+	logFormat string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("echoloop", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported in one line by run
+	fs.StringVar(&f.addr, "addr", session.DefaultAddr, "TCP `host:port` to listen on (port 0 picks a free port)")
+	fs.StringVar(&f.framing, "framing", "line", "frame format: "+frame.Names)
+	fs.StringVar(&f.handler, "handler", "echo", "what to answer: "+strings.Join(handlers.Names(), ", "))
+	fs.StringVar(&f.reply, "reply", handlers.DefaultAckReply, "the ack handler's reply `text`")
+	fs.Var(&f.maxFrame, "max-frame", "largest frame payload in `bytes` (65536, 64KiB, 1MiB); 0 = the framing's default: line 64KiB, length 1MiB")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections served at once; 0 = the fd limit less a reserve")
+	fs.IntVar(&f.loops, "loops", 1, "event loops; 1 is single-threaded, like select")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: echoloop [flags]\n\nA select-style TCP server: frames a byte stream and answers each frame.\n\nFlags:\n")
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (all settings are flags; see -h)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if set["reply"] && f.handler != "ack" {
+		return nil, fmt.Errorf("-reply is used only by -handler ack, not %q", f.handler)
+	}
+	if f.maxFrame.Given && f.framing == "raw" {
+		return nil, errors.New("-max-frame does not apply to -framing raw: a raw frame is whatever one read returns")
+	}
+	if f.maxFrame.N > 1<<32-1 {
+		return nil, fmt.Errorf("-max-frame %d is over the 4 GiB a length header can announce", f.maxFrame.N)
+	}
+	if f.loops < 1 {
+		return nil, fmt.Errorf("-loops %d: need at least 1", f.loops)
+	}
+	if f.maxConns < 0 {
+		return nil, fmt.Errorf("-max-conns %d is negative (0 means the default)", f.maxConns)
+	}
+	return f, nil
+}
+
+// build turns flags into a server, or returns a usage error.
+func build(f *flags, log zerolog.Logger) (server, error) {
+	codec, err := frame.Parse(f.framing, int(f.maxFrame.N))
+	if err != nil {
+		return nil, fmt.Errorf("-framing: %w", err)
+	}
+	h, err := handlers.New(f.handler, handlers.Config{Reply: f.reply})
+	if err != nil {
+		return nil, fmt.Errorf("-handler: %w", err)
+	}
+	cfg := session.Config{Addr: f.addr, Codec: codec, Handler: h, MaxConns: f.maxConns, Logger: log}
+	srv, err := eventloop.New(eventloop.Options{Config: cfg, Loops: f.loops})
+	if errors.Is(err, session.ErrMaxConns) {
+		return nil, fmt.Errorf("-max-conns: %w", err)
+	}
+	return srv, err
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	usageErr := func(err error) int {
+		fmt.Fprintf(stderr, "echoloop: %v\n", err)
+		return exitUsage
+	}
+	f, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return usageErr(err)
+	}
+	log, err := cli.NewLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return usageErr(fmt.Errorf("-log: %w", err))
+	}
+	srv, err := build(f, log)
+	if err != nil {
+		return usageErr(err)
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe() }()
+	select {
+	case <-srv.Ready():
+	case err := <-served:
+		return startFailed(stderr, f.addr, err)
+	}
+	if srv.Addr() == nil { // failed before listening; ListenAndServe says why
+		return startFailed(stderr, f.addr, <-served)
+	}
+	logStart(log, srv, f)
+
+	select {
+	case err := <-served:
+		log.Error().Err(err).Msg("server stopped unexpectedly")
+		return exitFail
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(stopCtx); err != nil {
+		log.Error().Err(err).Msg("shutdown did not finish")
+		return exitFail
+	}
+	if err := <-served; !errors.Is(err, eventloop.ErrServerClosed) {
+		log.Error().Err(err).Msg("server stopped with an error")
+		return exitFail
+	}
+	log.Info().Msg("stopped")
+	return exitOK
+}
+
+func startFailed(stderr io.Writer, addr string, err error) int {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		fmt.Fprintf(stderr, "echoloop: address %s is already in use; stop the other server or pick another -addr\n", addr)
+	} else {
+		fmt.Fprintf(stderr, "echoloop: cannot start: %v\n", err)
+	}
+	return exitFail
+}
+
+func logStart(log zerolog.Logger, srv server, f *flags) {
+	e := log.Info().Stringer("addr", srv.Addr()).Str("model", "eventloop")
+	if s, ok := srv.(*eventloop.Server); ok {
+		o := s.Options()
+		e = e.Stringer("framing", o.Codec).Int("max_frame", o.Codec.MaxPayload()).Str("handler", f.handler).
+			Int("loops", o.Loops).Int("max_conns", o.MaxConns).
+			Uint64("fd_limit", o.FDLimit.Cur).Uint64("fd_limit_was", o.FDLimit.Was).Uint64("fd_limit_hard", o.FDLimit.Max)
+	}
+	e.Msg("listening")
+}

@@ -1,0 +1,200 @@
+// Package eventloop is echoloop's select-style server: one goroutine waits on
+// every socket at once with epoll (kqueue on BSD) through gnet, and reacts to
+// whichever is ready. It is the only package that imports gnet.
+//
+// For each readable connection gnet reads what the socket holds and calls
+// OnTraffic on the connection's event loop:
+//
+//	buf := Peek(everything buffered)
+//	decode every complete frame in buf, hand each to the handler, collect the replies
+//	Discard(bytes of complete frames); a partial frame stays buffered for the next read
+//	one Write of all the replies
+//
+// Callbacks for one connection (OnOpen, OnTraffic..., OnClose) run in order
+// on the loop that owns it and never concurrently. With Loops > 1 different
+// connections' callbacks run in parallel on different loops. gnet accepts on
+// its own goroutine and hands each new socket to a loop.
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/rs/zerolog"
+
+	"echoloop/eventloop/session"
+)
+
+var (
+	// ErrServerClosed is returned by ListenAndServe after Shutdown.
+	ErrServerClosed = errors.New("eventloop: server closed")
+
+	// ErrStarted means ListenAndServe was called twice.
+	ErrStarted = errors.New("eventloop: server already started")
+)
+
+// Server is a gnet event-loop server. Its methods are safe for concurrent
+// use.
+type Server struct {
+	opts      Options
+	log       zerolog.Logger
+	rejectLog zerolog.Logger
+	counters  session.Counters
+
+	started  atomic.Bool
+	stopping atomic.Bool
+	ready    chan struct{} // closed once the listener is bound, or on failure
+	done     chan struct{} // closed when ListenAndServe returns
+
+	// Set before ready is closed, read-only afterwards.
+	eng  gnet.Engine
+	addr net.Addr
+
+	loopsMu sync.Mutex
+	loops   map[gnet.EventLoop]*loopState
+}
+
+// New checks opts, fills in their defaults and raises the file descriptor
+// limit; it does not listen yet.
+func New(opts Options) (*Server, error) {
+	if opts.Loops < 0 {
+		return nil, fmt.Errorf("eventloop: %d loops is negative", opts.Loops)
+	}
+	if opts.Loops == 0 {
+		opts.Loops = 1
+	}
+	if err := opts.Config.Prepare(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger.With().Str("component", "eventloop").Logger()
+	return &Server{
+		opts:      opts,
+		log:       log,
+		rejectLog: session.RejectLogger(log),
+		ready:     make(chan struct{}),
+		done:      make(chan struct{}),
+		loops:     make(map[gnet.EventLoop]*loopState),
+	}, nil
+}
+
+// Options returns the options in effect, defaults filled in.
+func (s *Server) Options() Options { return s.opts }
+
+// ListenAndServe listens on the configured address and serves until Shutdown,
+// then returns ErrServerClosed. A failure to listen is returned at once,
+// wrapping the system error (errors.Is(err, syscall.EADDRINUSE) tells a busy
+// port).
+func (s *Server) ListenAndServe() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	defer close(s.done)
+	if s.stopping.Load() {
+		close(s.ready)
+		return ErrServerClosed
+	}
+	h := &handler{srv: s}
+	err := gnet.Run(h, "tcp://"+s.opts.Addr,
+		gnet.WithNumEventLoop(s.opts.Loops),
+		gnet.WithReuseAddr(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReadBufferCap(s.opts.ReadBufferCap),
+		gnet.WithLockOSThread(s.opts.LockOSThread),
+		gnet.WithLogger(gnetLogger{s.opts.Logger.With().Str("component", "gnet").Logger()}),
+	)
+	if !h.booted {
+		close(s.ready)
+	}
+	if err != nil {
+		return fmt.Errorf("eventloop: listen on %s: %w", s.opts.Addr, err)
+	}
+	return ErrServerClosed
+}
+
+// Ready is closed once the server listens (Addr is then valid) or has failed
+// to start.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the server listens on, nil before Ready or after a
+// failed start.
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.ready:
+		return s.addr
+	default:
+		return nil
+	}
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() session.Stats { return s.counters.Snapshot() }
+
+// Shutdown stops accepting, closes every connection with reason
+// ServerStopping, and waits for the event loops to exit or ctx to end.
+// Replies already queued get one best-effort write before their socket
+// closes.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	if !s.started.Load() {
+		return nil
+	}
+	select {
+	case <-s.ready:
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if s.addr != nil {
+		// Engine.Stop polls for the end every 500ms; with a context that is
+		// already done it only starts the stop, and done tells when it is over.
+		stopNow, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = s.eng.Stop(stopNow)
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// loopFor returns the state of gc's event loop, creating it on first use.
+func (s *Server) loopFor(el gnet.EventLoop) *loopState {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	l := s.loops[el]
+	if l == nil {
+		l = &loopState{}
+		s.loops[el] = l
+	}
+	return l
+}
+
+// boundAddr asks the kernel which address the engine's listener is bound to,
+// which is how port 0 becomes a real port.
+func boundAddr(eng gnet.Engine) (net.Addr, error) {
+	fd, err := eng.Dup()
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("eventloop: getsockname: %w", err)
+	}
+	switch sa := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}, nil
+	case *syscall.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}, nil
+	}
+	return nil, fmt.Errorf("eventloop: listener has an unexpected address type %T", sa)
+}

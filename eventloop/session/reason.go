@@ -1,0 +1,87 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+)
+
+// Reason says why a connection was closed. Both server models record exactly
+// one per connection, count it in Stats and log it.
+type Reason uint8
+
+// Close reasons.
+const (
+	// Open is the zero Reason: the connection is not closing.
+	Open Reason = iota
+	// PeerClosed: the peer closed or shut down its side (EOF).
+	PeerClosed
+	// Reset: the peer reset the connection (ECONNRESET, EPIPE).
+	Reset
+	// FrameTooLarge: a frame announced or reached more than the max frame size.
+	FrameTooLarge
+	// Malformed: the codec rejected the input for a reason other than size.
+	Malformed
+	// BadReply: the handler produced a reply the framing cannot carry.
+	BadReply
+	// HandlerClosed: the handler asked for the close.
+	HandlerClosed
+	// ConnLimit: the server already held MaxConns connections.
+	ConnLimit
+	// ServerStopping: the server is shutting down.
+	ServerStopping
+	// IOError: a read or write failed for another reason.
+	IOError
+
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	Open:           "open",
+	PeerClosed:     "peer closed",
+	Reset:          "reset",
+	FrameTooLarge:  "frame too large",
+	Malformed:      "malformed",
+	BadReply:       "bad reply",
+	HandlerClosed:  "handler closed",
+	ConnLimit:      "connection limit",
+	ServerStopping: "server stopping",
+	IOError:        "io error",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// MarshalText makes reasons readable as JSON map keys.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// Reasons lists every close reason, Open excluded.
+func Reasons() []Reason {
+	rs := make([]Reason, 0, numReasons-1)
+	for r := Open + 1; r < numReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// ReasonFor classifies the error that ended a connection's I/O. nil and EOF
+// are a peer close; a reset or broken pipe is Reset; a closed socket is
+// ServerStopping (only the server closes its own sockets); anything else is
+// IOError.
+func ReasonFor(err error) Reason {
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return PeerClosed
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return Reset
+	case errors.Is(err, net.ErrClosed):
+		return ServerStopping
+	}
+	return IOError
+}

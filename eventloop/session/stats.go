@@ -1,0 +1,69 @@
+package session
+
+import "sync/atomic"
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	ConnsOpen  int64 // connections being served now
+	ConnsTotal int64 // connections accepted since start, rejected ones included
+	FramesIn   int64 // complete frames decoded
+	FramesOut  int64 // reply frames queued for writing
+	BytesIn    int64 // bytes read from sockets
+	BytesOut   int64 // encoded reply bytes queued for writing
+
+	// Closes counts closed connections by reason; reasons never seen are absent.
+	Closes map[Reason]int64
+}
+
+// Counters are a server's live statistics. The hot path adds to them once per
+// read, not once per frame, so they cost a few uncontended atomic adds per
+// event. All methods are safe for concurrent use; the zero value is ready.
+type Counters struct {
+	connsOpen, connsTotal atomic.Int64
+	framesIn, framesOut   atomic.Int64
+	bytesIn, bytesOut     atomic.Int64
+	closes                [numReasons]atomic.Int64
+}
+
+// Accepted counts a newly accepted connection.
+func (c *Counters) Accepted() { c.connsTotal.Add(1) }
+
+// Opened counts a connection that is being served.
+func (c *Counters) Opened() { c.connsOpen.Add(1) }
+
+// Closed counts a connection closing for r; served says whether it had been
+// counted by Opened.
+func (c *Counters) Closed(r Reason, served bool) {
+	if served {
+		c.connsOpen.Add(-1)
+	}
+	if r < numReasons {
+		c.closes[r].Add(1)
+	}
+}
+
+// Read counts n bytes read from a socket.
+func (c *Counters) Read(n int) { c.bytesIn.Add(int64(n)) }
+
+// Open reports how many connections are being served now.
+func (c *Counters) Open() int64 { return c.connsOpen.Load() }
+
+// Snapshot returns the current values. The fields are read one by one, so
+// under load they may be a few events apart from each other.
+func (c *Counters) Snapshot() Stats {
+	s := Stats{
+		ConnsOpen:  c.connsOpen.Load(),
+		ConnsTotal: c.connsTotal.Load(),
+		FramesIn:   c.framesIn.Load(),
+		FramesOut:  c.framesOut.Load(),
+		BytesIn:    c.bytesIn.Load(),
+		BytesOut:   c.bytesOut.Load(),
+		Closes:     make(map[Reason]int64),
+	}
+	for r := range c.closes {
+		if n := c.closes[r].Load(); n != 0 {
+			s.Closes[Reason(r)] = n
+		}
+	}
+	return s
+}

@@ -1,0 +1,146 @@
+// Package handlers holds what a server does with each frame: frame in,
+// replies out. A handler knows nothing of gnet or of goroutines per
+// connection, so the same handler runs unchanged on the event loop and on the
+// goroutine-per-connection server, and is testable without a socket.
+//
+// Serving order, on either server model, for one connection:
+//
+//	OpenConn (if the handler is a ConnObserver)
+//	ServeFrame, once per frame, in the order the frames arrived
+//	CloseConn (if the handler is a ConnObserver)
+//
+// These calls are never concurrent for one connection, but calls for
+// different connections may run at once on different goroutines (more than one
+// event loop, or the goroutine model), so a handler's shared state needs its
+// own locking. On a single event loop they all run on the loop goroutine, and
+// a handler that blocks there stalls every connection: hand slow work to
+// another goroutine and answer later through Conn.Async.
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"echoloop/eventloop/frame"
+)
+
+var (
+	// ErrUnknown means New was given a handler name it does not know.
+	ErrUnknown = errors.New("handlers: unknown handler")
+
+	// ErrClosed means the connection is closed or closing: the reply was not
+	// queued.
+	ErrClosed = errors.New("handlers: connection closed")
+)
+
+// Conn is a connection as a handler sees it while serving one of its frames.
+// Its methods may be called only during OpenConn and ServeFrame, on the
+// goroutine that called them; use Async for anything later or elsewhere.
+type Conn interface {
+	// ID is unique among the connections of one server process.
+	ID() uint64
+
+	// RemoteAddr is the peer's address.
+	RemoteAddr() net.Addr
+
+	// Reply encodes payload as one frame in the server's framing and queues
+	// it after earlier replies. The payload is copied before Reply returns,
+	// so it may alias the frame being served. Replies to the frames of one
+	// read are written together. If the framing cannot carry payload (a '\n'
+	// in a line, the wrong size for fixed:N), the connection is closed with
+	// reason "bad reply" and the error says why.
+	Reply(payload []byte) error
+
+	// Close asks the server to close the connection once the replies queued
+	// so far are written. No further frames are served.
+	Close()
+
+	// Async returns a handle for this connection that is safe to use from
+	// any goroutine for as long as the program likes; after the connection
+	// closes its methods return ErrClosed.
+	Async() AsyncConn
+}
+
+// AsyncConn reaches a connection from outside its serving goroutine: to
+// answer after offloaded work, or to write to it on behalf of another
+// connection. Every method is safe for concurrent use.
+type AsyncConn interface {
+	// ID is the same as the connection's Conn.ID.
+	ID() uint64
+
+	// Send encodes payload as one frame and queues it for the connection.
+	// The payload is copied before Send returns. Frames sent from one
+	// goroutine arrive in the order sent; their order against replies queued
+	// by ServeFrame is not defined. It returns ErrClosed once the connection
+	// is closed, or an error from the framing.
+	Send(payload []byte) error
+
+	// Close closes the connection once what is queued for it is written.
+	Close() error
+}
+
+// Handler serves frames. ServeFrame is called once per complete frame; frame
+// aliases the server's read buffer and is valid only until ServeFrame
+// returns: copy it to keep it.
+type Handler interface {
+	ServeFrame(c Conn, frame []byte)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c Conn, frame []byte)
+
+// ServeFrame calls f(c, frame).
+func (f HandlerFunc) ServeFrame(c Conn, frame []byte) { f(c, frame) }
+
+// ConnObserver is implemented by handlers that track connections, such as a
+// broadcast handler keeping a list of AsyncConns. OpenConn runs before the
+// connection's first frame and may Reply (a greeting). CloseConn runs once,
+// after the last frame; Reply there returns ErrClosed.
+type ConnObserver interface {
+	OpenConn(c Conn)
+	CloseConn(c Conn)
+}
+
+// FramingChecker is implemented by handlers whose replies do not come from
+// the frame itself, so a mismatch with the framing (a 5-byte ack under
+// fixed:16) is found when the server starts, not at the first frame.
+type FramingChecker interface {
+	CheckFraming(c frame.Codec) error
+}
+
+// Config carries the settings a handler may take from the command line.
+type Config struct {
+	// Reply is the ack handler's message; empty means DefaultAckReply.
+	Reply string
+}
+
+// DefaultAckReply is what the ack handler answers unless told otherwise.
+const DefaultAckReply = "Message received!"
+
+var registry = map[string]func(Config) Handler{
+	"echo":    func(Config) Handler { return Echo{} },
+	"ack":     func(cfg Config) Handler { return NewAck(cfg.Reply) },
+	"discard": func(Config) Handler { return Discard{} },
+}
+
+// Names lists the handlers New knows, sorted.
+func Names() []string {
+	names := make([]string, 0, len(registry))
+	for name := range registry {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// New returns the handler registered under name.
+func New(name string, cfg Config) (Handler, error) {
+	mk, ok := registry[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
+	}
+	return mk(cfg), nil
+}
