@@ -62,6 +62,7 @@ func (a asyncConn) Send(payload []byte) error {
 	if err := a.c.gc.AsyncWrite(buf, nil); err != nil {
 		return handlers.ErrClosed
 	}
+	a.c.CountSent(len(buf))
 	return nil
 }
 

@@ -78,8 +78,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	out, used := c.Serve(in, c.loop.out[:0])
-	_, _ = gc.Discard(used) // in dies here; out holds copies
-	c.buffered -= used
+	if used > 0 {
+		// in dies here; out holds copies. Never Discard(0): to gnet that
+		// means discard everything, partial frame included.
+		_, _ = gc.Discard(used)
+		c.buffered -= used
+	}
 	if len(out) > 0 {
 		// On a write error gnet closes the connection itself and calls
 		// OnClose with the error.

@@ -41,7 +41,7 @@ type Session struct {
 	need      int    // bytes a partial frame needs buffered in all; see Need
 	reason    Reason // why the connection is closing; Open while it is not
 	err       error  // what caused reason, for the close log
-	opened    bool   // counted by Counters.Opened
+	opened    bool   // counted by Counters.TryOpen
 }
 
 // Init prepares s for a new connection. remote may be nil. async is the
@@ -106,11 +106,10 @@ func (s *Session) Closing() Reason { return s.reason }
 // connections (max > 0) it does neither and marks the session ConnLimit.
 func (s *Session) Open(out []byte, max int) []byte {
 	s.counters.Accepted()
-	if max > 0 && s.counters.Open() >= int64(max) {
+	if !s.counters.TryOpen(max) {
 		s.CloseFor(ConnLimit, nil)
 		return out
 	}
-	s.counters.Opened()
 	s.opened = true
 	if o, ok := s.handler.(handlers.ConnObserver); ok {
 		s.out = out
@@ -173,6 +172,13 @@ func (s *Session) flushCounts() []byte {
 		s.framesOut = 0
 	}
 	return out
+}
+
+// CountSent counts one frame of n bytes sent through the connection's
+// AsyncConn. Unlike the other methods it is safe from any goroutine.
+func (s *Session) CountSent(n int) {
+	s.counters.framesOut.Add(1)
+	s.counters.bytesOut.Add(int64(n))
 }
 
 // CountWritten adds n bytes of encoded replies to the BytesOut counter.

@@ -28,11 +28,23 @@ type Counters struct {
 // Accepted counts a newly accepted connection.
 func (c *Counters) Accepted() { c.connsTotal.Add(1) }
 
-// Opened counts a connection that is being served.
-func (c *Counters) Opened() { c.connsOpen.Add(1) }
+// TryOpen counts a connection as served unless max (> 0) are served
+// already, and reports whether it did. Concurrent callers never take the
+// count past max.
+func (c *Counters) TryOpen(max int) bool {
+	for {
+		n := c.connsOpen.Load()
+		if max > 0 && n >= int64(max) {
+			return false
+		}
+		if c.connsOpen.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
 
-// Closed counts a connection closing for r; served says whether it had been
-// counted by Opened.
+// Closed counts a connection closing for r; served says whether TryOpen
+// had counted it.
 func (c *Counters) Closed(r Reason, served bool) {
 	if served {
 		c.connsOpen.Add(-1)

@@ -1,0 +1,211 @@
+// Package netserver is the goroutine-per-connection server that echoloop's
+// event loop is measured against: net.Listener, one goroutine per
+// connection, blocking reads into a per-connection buffer. It uses the very
+// same session (framing, dispatch, close reasons, counters) and handlers as
+// the event loop, so the two differ only in how they wait for sockets.
+//
+// It is written the way a careful Go programmer would write it, not as a
+// strawman: one read buffer per connection that grows only when a frame needs
+// it, replies to all frames of one read collected and written with one
+// write(2), and no allocation per frame.
+package netserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"echoloop/eventloop/session"
+)
+
+var (
+	// ErrServerClosed is returned by ListenAndServe after Shutdown.
+	ErrServerClosed = errors.New("netserver: server closed")
+
+	// ErrStarted means ListenAndServe was called twice.
+	ErrStarted = errors.New("netserver: server already started")
+)
+
+// DefaultReadBufferSize is a connection's initial read buffer, as bufio's.
+const DefaultReadBufferSize = 4 << 10
+
+// Options configures a Server. The zero value is a valid configuration: a
+// line-framed echo server on session.DefaultAddr.
+type Options struct {
+	// Config is what this server shares with the event loop.
+	session.Config
+
+	// ReadBufferSize is each connection's initial read buffer in bytes; it
+	// grows when a frame needs more and returns to this size when the
+	// connection goes quiet. Zero means DefaultReadBufferSize.
+	ReadBufferSize int
+}
+
+// Server is a goroutine-per-connection server. Its methods are safe for
+// concurrent use.
+type Server struct {
+	opts      Options
+	log       zerolog.Logger
+	rejectLog zerolog.Logger
+	counters  session.Counters
+
+	started  atomic.Bool
+	stopping atomic.Bool
+	ready    chan struct{} // closed once listening, or on failure
+	done     chan struct{} // closed when ListenAndServe returns
+
+	mu    sync.Mutex
+	ln    net.Listener       // set before ready is closed
+	conns map[*conn]struct{} // live connections, for Shutdown
+	wg    sync.WaitGroup     // connection goroutines
+}
+
+// New checks opts, fills in their defaults and raises the file descriptor
+// limit; it does not listen yet.
+func New(opts Options) (*Server, error) {
+	if opts.ReadBufferSize < 0 {
+		return nil, fmt.Errorf("netserver: read buffer size %d is negative", opts.ReadBufferSize)
+	}
+	if opts.ReadBufferSize == 0 {
+		opts.ReadBufferSize = DefaultReadBufferSize
+	}
+	if err := opts.Config.Prepare(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger.With().Str("component", "netserver").Logger()
+	return &Server{
+		opts:      opts,
+		log:       log,
+		rejectLog: session.RejectLogger(log),
+		ready:     make(chan struct{}),
+		done:      make(chan struct{}),
+		conns:     make(map[*conn]struct{}),
+	}, nil
+}
+
+// Options returns the options in effect, defaults filled in.
+func (s *Server) Options() Options { return s.opts }
+
+// Ready is closed once the server listens (Addr is then valid) or has failed
+// to start.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the server listens on, nil before Ready or after a
+// failed start.
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.ready:
+		if s.ln != nil {
+			return s.ln.Addr()
+		}
+	default:
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() session.Stats { return s.counters.Snapshot() }
+
+// ListenAndServe listens on the configured address and serves until Shutdown,
+// then returns ErrServerClosed. A failure to listen is returned at once,
+// wrapping the system error (errors.Is(err, syscall.EADDRINUSE) tells a busy
+// port).
+func (s *Server) ListenAndServe() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	defer close(s.done)
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		close(s.ready)
+		return fmt.Errorf("netserver: listen on %s: %w", s.opts.Addr, err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	close(s.ready)
+	if s.stopping.Load() {
+		ln.Close()
+		return ErrServerClosed
+	}
+	err = s.acceptLoop(ln)
+	s.wg.Wait()
+	return err
+}
+
+// acceptLoop accepts until the listener is closed. Running out of file
+// descriptors is not fatal: like net/http, it backs off and tries again.
+func (s *Server) acceptLoop(ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.stopping.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.rejectLog.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("netserver: accept: %w", err)
+		}
+		backoff = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.stopping.Load() {
+			s.mu.Unlock()
+			c.CloseFor(session.ServerStopping, nil)
+			c.finish(nil)
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// Shutdown stops accepting, closes every connection with reason
+// ServerStopping once the replies to what it has already read are written,
+// and waits for the connection goroutines to end or ctx to be done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	if !s.started.Load() {
+		return nil
+	}
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for c := range s.conns {
+		c.interrupt()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
