@@ -1,6 +1,7 @@
 // Command echoloop is a TCP server that frames a byte stream and answers each
 // frame: by default a line-framed echo server on 127.0.0.1:7007, served by a
-// single gnet event loop.
+// single gnet event loop (-model eventloop) or by one goroutine per
+// connection (-model goroutine).
 //
 //	go run ./cmd/echoloop -framing length -handler echo -addr 127.0.0.1:7007
 //
@@ -14,17 +15,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"echoloop/bench/model"
 	"echoloop/cmd/internal/cli"
-	"echoloop/eventloop"
 	"echoloop/eventloop/frame"
 	"echoloop/eventloop/session"
 	"echoloop/handlers"
@@ -43,16 +44,9 @@ const (
 	exitUsage = 2
 )
 
-// server is what main needs of either concurrency model.
-type server interface {
-	ListenAndServe() error
-	Ready() <-chan struct{}
-	Addr() net.Addr
-	Shutdown(ctx context.Context) error
-}
-
 // flags holds the parsed command line.
 type flags struct {
+	model     string
 	addr      string
 	framing   string
 	handler   string
@@ -68,22 +62,23 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet("echoloop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by run
+	fs.StringVar(&f.model, "model", model.EventLoop, "concurrency model: "+strings.Join(model.Names(), ", "))
 	fs.StringVar(&f.addr, "addr", session.DefaultAddr, "TCP `host:port` to listen on (port 0 picks a free port)")
 	fs.StringVar(&f.framing, "framing", "line", "frame format: "+frame.Names)
 	fs.StringVar(&f.handler, "handler", "echo", "what to answer: "+strings.Join(handlers.Names(), ", "))
 	fs.StringVar(&f.reply, "reply", handlers.DefaultAckReply, "the ack handler's reply `text`")
 	fs.Var(&f.maxFrame, "max-frame", "largest frame payload in `bytes` (65536, 64KiB, 1MiB); 0 = the framing's default: line 64KiB, length 1MiB")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections served at once; 0 = the fd limit less a reserve")
-	fs.IntVar(&f.loops, "loops", 1, "event loops; 1 is single-threaded, like select")
+	fs.IntVar(&f.loops, "loops", 1, "event loops (-model eventloop); 1 is single-threaded, like select")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: echoloop [flags]\n\nA select-style TCP server: frames a byte stream and answers each frame.\n\nFlags:\n")
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
+	fs.Usage = func() {} // a parse error is one line; only -h prints usage
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "Usage: echoloop [flags]\n\nA select-style TCP server: frames a byte stream and answers each frame.\n\nFlags:\n")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -100,6 +95,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if f.maxFrame.N > 1<<32-1 {
 		return nil, fmt.Errorf("-max-frame %d is over the 4 GiB a length header can announce", f.maxFrame.N)
 	}
+	if set["loops"] && f.model == model.Goroutine {
+		return nil, errors.New("-loops applies to -model eventloop; the goroutine model runs on GOMAXPROCS threads (set the GOMAXPROCS environment variable)")
+	}
 	if f.loops < 1 {
 		return nil, fmt.Errorf("-loops %d: need at least 1", f.loops)
 	}
@@ -110,7 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 }
 
 // build turns flags into a server, or returns a usage error.
-func build(f *flags, log zerolog.Logger) (server, error) {
+func build(f *flags, log zerolog.Logger) (model.Server, error) {
 	codec, err := frame.Parse(f.framing, int(f.maxFrame.N))
 	if err != nil {
 		return nil, fmt.Errorf("-framing: %w", err)
@@ -120,9 +118,12 @@ func build(f *flags, log zerolog.Logger) (server, error) {
 		return nil, fmt.Errorf("-handler: %w", err)
 	}
 	cfg := session.Config{Addr: f.addr, Codec: codec, Handler: h, MaxConns: f.maxConns, Logger: log}
-	srv, err := eventloop.New(eventloop.Options{Config: cfg, Loops: f.loops})
-	if errors.Is(err, session.ErrMaxConns) {
+	srv, err := model.New(model.Options{Model: f.model, Config: cfg, Loops: f.loops})
+	switch {
+	case errors.Is(err, session.ErrMaxConns):
 		return nil, fmt.Errorf("-max-conns: %w", err)
+	case errors.Is(err, model.ErrUnknown):
+		return nil, fmt.Errorf("-model: %w", err)
 	}
 	return srv, err
 }
@@ -173,7 +174,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("shutdown did not finish")
 		return exitFail
 	}
-	if err := <-served; !errors.Is(err, eventloop.ErrServerClosed) {
+	if err := <-served; !model.IsServerClosed(err) {
 		log.Error().Err(err).Msg("server stopped with an error")
 		return exitFail
 	}
@@ -190,13 +191,19 @@ func startFailed(stderr io.Writer, addr string, err error) int {
 	return exitFail
 }
 
-func logStart(log zerolog.Logger, srv server, f *flags) {
-	e := log.Info().Stringer("addr", srv.Addr()).Str("model", "eventloop")
-	if s, ok := srv.(*eventloop.Server); ok {
-		o := s.Options()
-		e = e.Stringer("framing", o.Codec).Int("max_frame", o.Codec.MaxPayload()).Str("handler", f.handler).
-			Int("loops", o.Loops).Int("max_conns", o.MaxConns).
-			Uint64("fd_limit", o.FDLimit.Cur).Uint64("fd_limit_was", o.FDLimit.Was).Uint64("fd_limit_hard", o.FDLimit.Max)
+func logStart(log zerolog.Logger, srv model.Server, f *flags) {
+	cfg := srv.Config()
+	e := log.Info().Stringer("addr", srv.Addr()).Str("model", f.model).
+		Stringer("framing", cfg.Codec).Str("handler", f.handler)
+	if cfg.Codec.String() != "raw" {
+		e = e.Int("max_frame", cfg.Codec.MaxPayload())
 	}
-	e.Msg("listening")
+	if f.model == model.EventLoop {
+		e = e.Int("loops", f.loops)
+	} else {
+		e = e.Int("gomaxprocs", runtime.GOMAXPROCS(0))
+	}
+	e.Int("max_conns", cfg.MaxConns).
+		Uint64("fd_limit", cfg.FDLimit.Cur).Uint64("fd_limit_was", cfg.FDLimit.Was).Uint64("fd_limit_hard", cfg.FDLimit.Max).
+		Msg("listening")
 }

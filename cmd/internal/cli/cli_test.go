@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"65536", 65536, ""},
+		{"64KiB", 64 << 10, ""},
+		{"64K", 64 << 10, ""},
+		{"64k", 64 << 10, ""},
+		{"1MiB", 1 << 20, ""},
+		{"2m", 2 << 20, ""},
+		{"1GiB", 1 << 30, ""},
+		{"512B", 512, ""},
+		{"0", 0, ""},
+		{"-1", 0, "invalid size"},
+		{"1.5MiB", 0, "invalid size"},
+		{"MiB", 0, "invalid size"},
+		{"99999999999GiB", 0, "too large"},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseSize(%q) err = %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, "warn", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info().Msg("hidden")
+	log.Warn().Msg("shown")
+	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"message":"shown"`) {
+		t.Errorf("a buffer is not a terminal, so JSON at warn and above; got %q", out)
+	}
+	if _, err := NewLogger(&buf, "", "json"); err == nil {
+		t.Error("empty level accepted")
+	}
+}

@@ -1,0 +1,27 @@
+//go:build !race
+
+package session
+
+import (
+	"testing"
+
+	"echoloop/eventloop/frame"
+	"echoloop/handlers"
+)
+
+func TestServeDoesNotAllocate(t *testing.T) {
+	for _, codec := range []frame.Codec{frame.Length{}, frame.Line{}, frame.Fixed{Size: 5}, frame.Raw{}} {
+		s, _ := newSession(codec, handlers.Echo{})
+		var in []byte
+		for range 8 {
+			in, _ = codec.Append(in, []byte("hello"))
+		}
+		out := make([]byte, 0, 4*len(in))
+		allocs := testing.AllocsPerRun(1000, func() {
+			out, _ = s.Serve(in, out[:0])
+		})
+		if allocs != 0 {
+			t.Errorf("%s: Serve allocates %.1f times per call", codec, allocs)
+		}
+	}
+}
