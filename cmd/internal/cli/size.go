@@ -40,7 +40,7 @@ func ParseSize(s string) (int64, error) {
 
 // Size is a flag.Value holding a byte count written as ParseSize reads it.
 type Size struct {
-	N   int64
+	N     int64
 	Given bool // the flag was given on the command line
 }
 
