@@ -25,9 +25,9 @@ type plan struct {
 	// Open loop: frame i of the phase is due at t0+pacer.Offset(i) and goes
 	// to the connection with traffic index i mod n; frames i0..iEnd-1 are
 	// measured, none is sent from iEnd on.
-	pacer        Pacer
-	t0           int64
-	n, i0, iEnd  uint64
+	pacer       Pacer
+	t0          int64
+	n, i0, iEnd uint64
 }
 
 // never is fill's answer when a connection has nothing more to send in the

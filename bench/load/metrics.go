@@ -31,7 +31,7 @@ type stats struct {
 	lastReply      int64  // when the last measured reply arrived (run clock)
 	maxLat         int64  // exact largest latency, ns
 	hist           *hdrhistogram.Histogram
-	batch          []int64    // goroutine client: latencies not yet in sink
+	batch          []int64     // goroutine client: latencies not yet in sink
 	sink           *sharedHist // goroutine client: where batches go
 
 	errs       [numKinds]errCount

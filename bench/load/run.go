@@ -16,7 +16,7 @@ type Load struct {
 
 	base      time.Time    // the run clock's zero, set by New
 	runStart  atomic.Int64 // when Run started, on the run clock
-	stopDial  atomic.Bool // no more connection attempts (the run was cancelled)
+	stopDial  atomic.Bool  // no more connection attempts (the run was cancelled)
 	cancelled chan struct{}
 	started   atomic.Bool
 }
@@ -239,4 +239,3 @@ func getRusage() rusage {
 	}
 	return rusage{user: time.Duration(ru.Utime.Nano()), sys: time.Duration(ru.Stime.Nano())}
 }
-
