@@ -276,7 +276,10 @@ func (o Options) prepare() (*config, error) {
 	if c.Loops > 0 && c.Client != Epoll {
 		return bad("loops applies to the %s client", Epoll)
 	}
-	if c.Loops == 0 {
+	switch {
+	case c.Client != Epoll:
+		c.Loops = 1
+	case c.Loops == 0:
 		c.Loops = runtime.GOMAXPROCS(0)
 	}
 	c.Loops = max(min(c.Loops, c.Conns), 1)

@@ -115,9 +115,6 @@ func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, win
 		Mismatches: tot.mismatches, MismatchSamples: tot.samples, Errors: []ErrorCount{},
 		FDLimit: cfg.fdLimit.Cur,
 	}
-	if cfg.Client == Goroutine {
-		s.Loops = 1
-	}
 	if cfg.Idle {
 		s.Mode = "idle"
 	}
