@@ -14,31 +14,65 @@ import (
 // from closed, every field is touched only on the connection's event loop.
 type conn struct {
 	session.Session
-	gc       gnet.Conn
-	loop     *loopState
+	gc   gnet.Conn
+	loop *loopState
+
+	next, prev *conn     // links in list
+	list       *connList // the wheel slot (or the loop's list) c is in
+	lastActive int64     // loop tick of the last inbound byte
+
 	buffered int         // inbound bytes left buffered by the last OnTraffic
+	bl       *backlog    // set while gnet holds unsent replies for c
 	closed   atomic.Bool // set on the loop in OnClose, read by asyncConn
 }
 
-// loopState is what one event loop shares among its connections. It is used
-// only on that loop's goroutine, so it needs no lock.
-type loopState struct {
-	// out collects the encoded replies of one OnTraffic call. gnet's Write
-	// either writes it at once or copies it into the connection's outbound
-	// buffer, so it is free again when Write returns and one buffer per loop
-	// serves every connection.
-	out []byte
+// backlog is what a connection with unsent replies needs. It is allocated
+// only when gnet could not write everything at once, so an idle or
+// keeping-up connection does not pay for it.
+type backlog struct {
+	// shadow is a copy of the bytes gnet holds unsent for the connection.
+	// gnet's outbound buffer is FIFO, so those bytes are always the last
+	// OutboundBuffered() bytes written; if gnet closes the connection with
+	// them unsent (a half-close), the server can still deliver them.
+	shadow []byte
+
+	paused       bool  // over MaxPending: frames are left unserved
+	lastPending  int   // OutboundBuffered at the last check
+	lastProgress int64 // server clock (ns) when pending output last shrank
 }
 
-// maxKeptOut is the reply buffer a loop keeps between calls; a larger one,
-// grown by a burst of big replies, is dropped so it does not stay pinned.
-const maxKeptOut = 1 << 20
-
-func (l *loopState) keep(out []byte) {
-	if cap(out) > maxKeptOut {
-		out = nil
+// trim drops from the shadow what gnet has written since, keeping pending
+// bytes.
+func (b *backlog) trim(pending int) {
+	if extra := len(b.shadow) - pending; extra > 0 {
+		b.shadow = b.shadow[extra:]
 	}
-	l.out = out[:0]
+}
+
+// write hands out to gnet, which writes what the socket takes now and
+// buffers the rest, and keeps the shadow of anything left unsent. When gnet
+// fails the write it closes the connection itself, OnClose included, before
+// Write returns.
+func (c *conn) write(out []byte) {
+	if len(out) == 0 {
+		return
+	}
+	if _, err := c.gc.Write(out); err != nil {
+		return
+	}
+	c.CountWritten(len(out))
+	pending := c.gc.OutboundBuffered()
+	if pending == 0 {
+		if c.bl != nil && !c.bl.paused {
+			c.bl = nil
+		}
+		return
+	}
+	if c.bl == nil {
+		c.bl = &backlog{}
+	}
+	c.bl.shadow = append(c.bl.shadow, out...)
+	c.bl.trim(pending)
 }
 
 // asyncConn is the handlers.AsyncConn of a conn. It is a single pointer, so
@@ -49,8 +83,8 @@ var _ handlers.AsyncConn = asyncConn{}
 
 func (a asyncConn) ID() uint64 { return a.c.ID() }
 
-// Send encodes payload on the calling goroutine and hands the bytes to the
-// loop with gnet's AsyncWrite, which is safe from any goroutine.
+// Send encodes payload on the calling goroutine and has the loop write it,
+// through the same path as replies so the backlog stays exact.
 func (a asyncConn) Send(payload []byte) error {
 	if a.c.closed.Load() {
 		return handlers.ErrClosed
@@ -59,23 +93,30 @@ func (a asyncConn) Send(payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := a.c.gc.AsyncWrite(buf, nil); err != nil {
-		return handlers.ErrClosed
-	}
-	a.c.CountSent(len(buf))
-	return nil
+	return a.onLoop(func() {
+		a.c.write(buf)
+		a.c.CountAsyncFrame()
+	})
 }
 
 // Close records the reason and closes on the loop, so the session is only
 // ever touched there.
 func (a asyncConn) Close() error {
+	return a.onLoop(func() {
+		a.c.CloseFor(session.HandlerClosed, nil)
+		_ = a.c.gc.EventLoop().Close(a.c.gc)
+	})
+}
+
+// onLoop runs fn on the connection's loop unless the connection has closed
+// by then.
+func (a asyncConn) onLoop(fn func()) error {
 	if a.c.closed.Load() {
 		return handlers.ErrClosed
 	}
 	err := a.c.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		if !a.c.closed.Load() {
-			a.c.CloseFor(session.HandlerClosed, nil)
-			return a.c.gc.EventLoop().Close(a.c.gc)
+			fn()
 		}
 		return nil
 	}))

@@ -2,6 +2,7 @@ package eventloop
 
 import (
 	"errors"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -51,21 +52,37 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 			Msg("connection refused: at the connection limit")
 		return nil, gnet.Close
 	}
-	c.CountWritten(len(out))
+	c.loop.add(c)
+	c.write(out) // a greeting goes through write so its backlog is tracked
 	c.loop.keep(out)
-	// gnet writes what OnOpen returns before it next runs this loop, so the
-	// loop's buffer can be handed over as is.
-	return out, h.action(c)
+	return nil, h.action(c)
 }
 
-// OnTraffic runs on the connection's loop after gnet read from its socket.
+// OnTraffic runs on the connection's loop after gnet read from its socket,
+// and after a Wake.
 func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*conn)
+	s := h.srv
 	buffered := gc.InboundBuffered()
-	h.srv.counters.Read(buffered - c.buffered)
+	if read := buffered - c.buffered; read > 0 {
+		s.counters.Read(read)
+		c.lastActive = c.loop.now
+	}
 	c.buffered = buffered
 	if c.Closing() != session.Open {
 		return gnet.Close
+	}
+	if c.bl != nil && c.bl.paused {
+		if gc.OutboundBuffered() > s.opts.MaxPending/2 {
+			// The peer is still not reading its replies. gnet cannot stop
+			// reading, so bound what piles up on this side too.
+			if buffered > s.opts.MaxPending {
+				c.CloseFor(session.SlowConsumer, nil)
+				return gnet.Close
+			}
+			return gnet.None
+		}
+		c.loop.unpause(c)
 	}
 	if buffered < c.Need() {
 		// Not enough for the partial frame yet: skip Peek, which copies
@@ -84,19 +101,19 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(used)
 		c.buffered -= used
 	}
-	if len(out) > 0 {
-		// On a write error gnet closes the connection itself and calls
-		// OnClose with the error.
-		if _, err := gc.Write(out); err == nil {
-			c.CountWritten(len(out))
-		}
-	}
+	c.write(out)
 	c.loop.keep(out)
+	if c.closed.Load() {
+		return gnet.None // the write failed and gnet has closed c
+	}
+	if pending := gc.OutboundBuffered(); pending > s.opts.MaxPending && c.Closing() == session.Open {
+		c.loop.pause(c, pending)
+	}
 	return h.action(c)
 }
 
-// action closes the connection once its session is closing; gnet writes what
-// is queued before it closes the socket.
+// action closes the connection once its session is closing; OnClose sees
+// that any unsent replies reach the peer.
 func (h *handler) action(c *conn) gnet.Action {
 	if c.Closing() != session.Open {
 		return gnet.Close
@@ -105,18 +122,71 @@ func (h *handler) action(c *conn) gnet.Action {
 }
 
 // OnClose runs on the connection's loop once it is closed, for whatever
-// reason.
+// reason, before gnet closes the socket.
 func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c, ok := gc.Context().(*conn)
 	if !ok {
 		return gnet.None
 	}
+	s := h.srv
 	c.closed.Store(true)
+	if c.loop != nil {
+		c.loop.remove(c)
+	}
 	if err == nil && c.Closing() == session.Open {
 		// gnet closes with no error only for a Close action, which always
 		// follows a recorded reason, or when the engine stops.
 		c.CloseFor(session.ServerStopping, errEngineStopped)
 	}
-	c.Closed(err, &h.srv.log)
+	if c.Closing() == session.Open && session.ReasonFor(err) == session.PeerClosed && c.buffered > 0 {
+		// The peer half-closed with frames still buffered (left unserved
+		// while the connection was paused, or read together with the EOF):
+		// answer them now.
+		if in, perr := gc.Peek(-1); perr == nil {
+			out, used := c.Serve(in, c.loop.out[:0])
+			if used > 0 {
+				_, _ = gc.Discard(used)
+			}
+			c.write(out)
+			c.loop.keep(out)
+		}
+	}
+	if pending := gc.OutboundBuffered(); pending > 0 && c.bl != nil && flushOnClose(c, err) {
+		// gnet makes one non-blocking attempt to write pending replies and
+		// then closes; a peer that has half-closed and is still reading
+		// would lose the rest. Hand them to a goroutine that writes them
+		// out on a duplicate of the socket.
+		c.bl.trim(pending)
+		s.handOff(c)
+	}
+	c.Closed(err, gc.InboundBuffered(), &s.log)
 	return gnet.None
+}
+
+// flushOnClose says whether c's unsent replies should still be delivered:
+// yes when the peer half-closed or the server closed for a protocol error
+// or at the handler's request; no when the peer is gone, too slow, idle,
+// or the server is stopping.
+func flushOnClose(c *conn, err error) bool {
+	r := c.Closing()
+	if r == session.Open {
+		r = session.ReasonFor(err)
+	}
+	switch r {
+	case session.PeerClosed, session.FrameTooLarge, session.Malformed, session.BadReply, session.HandlerClosed:
+		return true
+	}
+	return false
+}
+
+// OnTick runs on gnet's ticker goroutine, not on a loop: it only asks each
+// loop to sweep itself. It ticks faster while connections are paused or the
+// server drains, so those are noticed promptly.
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	s := h.srv
+	s.sweepNow()
+	if s.paused.Load() > 0 || s.draining.Load() {
+		return min(s.tick, fastTick), gnet.None
+	}
+	return s.tick, gnet.None
 }

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rs/zerolog"
@@ -48,9 +49,15 @@ type Server struct {
 	counters  session.Counters
 
 	started  atomic.Bool
-	stopping atomic.Bool
+	stopping atomic.Bool // refuse new connections
+	draining atomic.Bool // sweeps close connections that are done
+	forcing  atomic.Bool // sweeps close every connection
+	paused   atomic.Int32
 	ready    chan struct{} // closed once the listener is bound, or on failure
 	done     chan struct{} // closed when ListenAndServe returns
+
+	start time.Time     // the loops' clock starts here
+	tick  time.Duration // the sweep interval: idle-timeout resolution
 
 	// Set before ready is closed, read-only afterwards.
 	eng  gnet.Engine
@@ -58,7 +65,28 @@ type Server struct {
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loopState
+
+	handOffs  handOffs
+	handOffWG sync.WaitGroup
 }
+
+// fastTick is the sweep interval while connections are paused or the server
+// drains.
+const fastTick = 10 * time.Millisecond
+
+// sweepInterval is the tick for an idle timeout: 1/32 of it, from 10ms to 1s.
+func sweepInterval(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		return time.Second
+	}
+	return min(max(idle/32, fastTick), time.Second)
+}
+
+// ticks is the loops' clock in sweep intervals.
+func (s *Server) ticks() int64 { return int64(time.Since(s.start) / s.tick) }
+
+// clock is the loops' clock in nanoseconds.
+func (s *Server) clock() int64 { return int64(time.Since(s.start)) }
 
 // New checks opts, fills in their defaults and raises the file descriptor
 // limit; it does not listen yet.
@@ -79,6 +107,8 @@ func New(opts Options) (*Server, error) {
 		rejectLog: session.RejectLogger(log),
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
+		start:     time.Now(),
+		tick:      sweepInterval(opts.IdleTimeout),
 		loops:     make(map[gnet.EventLoop]*loopState),
 	}, nil
 }
@@ -106,6 +136,7 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReadBufferCap(s.opts.ReadBufferCap),
 		gnet.WithLockOSThread(s.opts.LockOSThread),
+		gnet.WithTicker(true),
 		gnet.WithLogger(gnetLogger{s.opts.Logger.With().Str("component", "gnet").Logger()}),
 	)
 	if !h.booted {
@@ -135,10 +166,13 @@ func (s *Server) Addr() net.Addr {
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() session.Stats { return s.counters.Snapshot() }
 
-// Shutdown stops accepting, closes every connection with reason
-// ServerStopping, and waits for the event loops to exit or ctx to end.
-// Replies already queued get one best-effort write before their socket
-// closes.
+// Shutdown drains the server and stops it. It refuses new connections at
+// once (they are accepted and closed with reason ServerStopping), then closes
+// each connection, with that reason, as soon as it is done: every frame it
+// had fully sent is answered, the replies are written, and no more bytes
+// wait unread in the kernel. A partial frame is dropped. When ctx ends
+// first, the connections still busy are closed as they are and Shutdown
+// returns ctx.Err(); the server is stopped either way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	if !s.started.Load() {
@@ -148,22 +182,56 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.ready:
 	case <-s.done:
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
-	if s.addr != nil {
-		// Engine.Stop polls for the end every 500ms; with a context that is
-		// already done it only starts the stop, and done tells when it is over.
-		stopNow, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = s.eng.Stop(stopNow)
-	}
-	select {
-	case <-s.done:
+	if s.addr == nil {
+		<-s.done
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	s.draining.Store(true)
+	var err error
+	wait := time.NewTicker(fastTick)
+	defer wait.Stop()
+	for s.counters.Open() > 0 && err == nil {
+		s.sweepNow() // do not wait for the ticker's next turn
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-s.done:
+			return nil
+		case <-wait.C:
+		}
+	}
+	if err != nil {
+		s.forcing.Store(true)
+		s.cutHandOffs()
+		s.sweepNow()
+	}
+	// Engine.Stop polls for the end every 500ms; with a context that is
+	// already done it only starts the stop, and done tells when it is over.
+	stopNow, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.eng.Stop(stopNow)
+	<-s.done
+	s.handOffWG.Wait()
+	return err
+}
+
+// sweepNow asks every loop to sweep.
+func (s *Server) sweepNow() {
+	for _, l := range s.loopStates() {
+		_ = l.el.Execute(context.Background(), l.sweepTask)
+	}
+}
+
+// loopStates returns the loops that have had connections.
+func (s *Server) loopStates() []*loopState {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	ls := make([]*loopState, 0, len(s.loops))
+	for _, l := range s.loops {
+		ls = append(ls, l)
+	}
+	return ls
 }
 
 // loopFor returns the state of gc's event loop, creating it on first use.
@@ -172,7 +240,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *loopState {
 	defer s.loopsMu.Unlock()
 	l := s.loops[el]
 	if l == nil {
-		l = &loopState{}
+		l = newLoopState(s, el)
 		s.loops[el] = l
 	}
 	return l

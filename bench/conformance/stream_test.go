@@ -38,6 +38,11 @@ func TestStreamTorture(t *testing.T) {
 						before := srv.Stats()
 						conn := servertest.Dial(t, srv.Addr())
 						exchange(t, conn, codec, payloads, ch.split, r)
+						// The goroutine model counts a write after it returns,
+						// which may be after the client has read the bytes.
+						servertest.Eventually(t, "bytes out to be counted", func() bool {
+							return srv.Stats().BytesOut-before.BytesOut >= sent
+						})
 						after := srv.Stats()
 						if got := after.BytesIn - before.BytesIn; got != sent {
 							t.Errorf("server counted %d bytes in, client sent %d", got, sent)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"echoloop/eventloop/session"
@@ -24,12 +25,15 @@ type conn struct {
 	start, end int
 	out        []byte // replies of one read, encoded
 
-	wmu         sync.Mutex
-	closed      atomic.Bool // the socket is closed; AsyncConn refuses
-	stopReq     atomic.Bool // Shutdown asked the goroutine to finish
-	closeReq    atomic.Bool // AsyncConn.Close asked the goroutine to finish
-	interrupted atomic.Bool // a read deadline was set to wake the reader
+	wmu      sync.Mutex
+	closed   atomic.Bool // the socket is closed; AsyncConn refuses
+	stopReq  atomic.Bool // Shutdown asked the goroutine to drain and finish
+	closeReq atomic.Bool // AsyncConn.Close asked the goroutine to finish
+	forced   atomic.Bool // Shutdown's deadline passed; the socket was closed under it
 }
+
+// errWoken means a read was cut short on purpose by a stop or close request.
+var errWoken = errors.New("netserver: woken")
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc}
@@ -37,15 +41,10 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return c
 }
 
-// interrupt wakes the goroutine from a blocking read so it can see a stop or
-// close request. Safe from any goroutine.
+// interrupt asks the goroutine to drain and finish, waking it from a
+// blocking read. Safe from any goroutine.
 func (c *conn) interrupt() {
 	c.stopReq.Store(true)
-	c.wake()
-}
-
-func (c *conn) wake() {
-	c.interrupted.Store(true)
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
@@ -62,25 +61,17 @@ func (c *conn) serve() {
 		return
 	}
 	if err := c.write(); err != nil {
-		c.finish(err)
+		c.finish(c.writeFailed(err))
 		return
 	}
 	c.buf = make([]byte, s.opts.ReadBufferSize)
 	var ioErr error
 	for c.Closing() == session.Open {
-		c.makeRoom()
-		n, err := c.nc.Read(c.buf[c.end:])
+		n, err := c.read()
 		if n > 0 {
-			s.counters.Read(n)
-			c.end += n
-			if c.end-c.start >= c.Need() {
-				var used int
-				c.out, used = c.Serve(c.buf[c.start:c.end], c.out[:0])
-				c.start += used
-				if werr := c.write(); werr != nil {
-					ioErr = werr
-					break
-				}
+			if werr := c.serveBuffered(); werr != nil {
+				ioErr = c.writeFailed(werr)
+				break
 			}
 		}
 		if err != nil {
@@ -88,22 +79,125 @@ func (c *conn) serve() {
 			break
 		}
 	}
+	if c.stopReq.Load() && c.Closing() == session.Open && ioErr == nil {
+		ioErr = c.drain()
+		c.CloseFor(session.ServerStopping, nil)
+	}
 	c.finish(ioErr)
 }
 
-// readFailed records why a read ended: a stop or close request that woke the
-// reader, or a real I/O error returned as is.
-func (c *conn) readFailed(err error) error {
-	if c.interrupted.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-		switch {
-		case c.closeReq.Load():
-			c.CloseFor(session.HandlerClosed, nil)
-		default:
-			c.CloseFor(session.ServerStopping, nil)
-		}
+// read reads once into the buffer, with the idle deadline armed.
+func (c *conn) read() (int, error) {
+	c.makeRoom()
+	if idle := c.srv.opts.IdleTimeout; idle > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+	}
+	// Checked after arming: a wake-up deadline set before ours was
+	// overwritten, but its request is visible here.
+	if c.stopReq.Load() || c.closeReq.Load() {
+		return 0, errWoken
+	}
+	n, err := c.nc.Read(c.buf[c.end:])
+	if n > 0 {
+		c.srv.counters.Read(n)
+		c.end += n
+	}
+	return n, err
+}
+
+// serveBuffered answers every complete frame buffered, if there is one.
+func (c *conn) serveBuffered() error {
+	if c.end-c.start < c.Need() {
 		return nil
 	}
-	return err
+	var used int
+	c.out, used = c.Serve(c.buf[c.start:c.end], c.out[:0])
+	c.start += used
+	return c.write()
+}
+
+// readFailed records why a read ended: a stop or close request, the idle
+// timeout, or an I/O error that it returns for the session to classify.
+func (c *conn) readFailed(err error) error {
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
+	switch {
+	case c.forced.Load():
+		c.CloseFor(session.ServerStopping, nil)
+	case c.closeReq.Load() && (timedOut || errors.Is(err, errWoken)):
+		c.CloseFor(session.HandlerClosed, nil)
+	case c.stopReq.Load() && (timedOut || errors.Is(err, errWoken)):
+		return nil // serve drains
+	case timedOut:
+		c.CloseFor(session.Idle, nil)
+	default:
+		return err
+	}
+	return nil
+}
+
+// writeFailed records why a write failed: the write timeout (a slow
+// consumer), a forced shutdown, or an I/O error returned as is.
+func (c *conn) writeFailed(err error) error {
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
+	switch {
+	case c.forced.Load(), timedOut && c.stopReq.Load() && c.drainExpired():
+		c.CloseFor(session.ServerStopping, nil)
+	case timedOut:
+		c.CloseFor(session.SlowConsumer, err)
+	default:
+		return err
+	}
+	return nil
+}
+
+// drain answers what the peer sent before the shutdown: it reads while the
+// kernel holds unread bytes, serving and writing as usual, until none are
+// left or the shutdown deadline passes.
+func (c *conn) drain() error {
+	_ = c.nc.SetReadDeadline(c.srv.drainDeadline())
+	for {
+		if unread, err := unreadBytes(c.nc); err != nil || unread == 0 {
+			return nil
+		}
+		c.makeRoom()
+		n, err := c.nc.Read(c.buf[c.end:])
+		if n > 0 {
+			c.srv.counters.Read(n)
+			c.end += n
+			if werr := c.serveBuffered(); werr != nil {
+				return c.writeFailed(werr)
+			}
+		}
+		if err != nil {
+			return c.readFailed(err)
+		}
+		if c.Closing() != session.Open {
+			return nil
+		}
+	}
+}
+
+// drainExpired says whether the shutdown deadline has passed.
+func (c *conn) drainExpired() bool {
+	d := c.srv.drainDeadline()
+	return !d.IsZero() && !time.Now().Before(d)
+}
+
+func unreadBytes(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = session.UnreadBytes(int(fd)) }); err != nil {
+		return 0, err
+	}
+	return n, ierr
 }
 
 // makeRoom makes sure the buffer has free space and room for what the
@@ -135,25 +229,46 @@ func (c *conn) makeRoom() {
 	c.start, c.end = 0, pending
 }
 
-// write sends the replies collected in out with one write.
+// write sends the replies collected in out with one write. A peer that does
+// not read makes it block, which stops this goroutine reading: the model's
+// back-pressure. The write timeout bounds the wait.
 func (c *conn) write() error {
 	if len(c.out) == 0 {
 		return nil
 	}
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.armWrite()
 	n, err := c.nc.Write(c.out)
-	c.wmu.Unlock()
 	c.CountWritten(n)
 	return err
 }
 
-// finish closes the socket and settles the session's close reason.
+// armWrite sets the write deadline: the write timeout, or while draining the
+// shutdown deadline if that comes first. Called with wmu held.
+func (c *conn) armWrite() {
+	var deadline time.Time
+	if wt := c.srv.opts.WriteTimeout; wt > 0 {
+		deadline = time.Now().Add(wt)
+	}
+	if c.stopReq.Load() {
+		if d := c.srv.drainDeadline(); !d.IsZero() && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
+	}
+	if !deadline.IsZero() {
+		_ = c.nc.SetWriteDeadline(deadline)
+	}
+}
+
+// finish settles the session's close reason (counted and logged before the
+// peer can see the close) and closes the socket.
 func (c *conn) finish(ioErr error) {
 	c.wmu.Lock()
 	c.closed.Store(true)
-	_ = c.nc.Close()
 	c.wmu.Unlock()
-	c.Closed(ioErr, &c.srv.log)
+	c.Closed(ioErr, c.end-c.start, &c.srv.log)
+	_ = c.nc.Close()
 }
 
 // asyncConn is the handlers.AsyncConn of a conn.
@@ -164,8 +279,8 @@ var _ handlers.AsyncConn = asyncConn{}
 func (a asyncConn) ID() uint64 { return a.c.ID() }
 
 // Send writes the frame at once, under the connection's write lock: a peer
-// that does not read blocks the sender, which is how this model applies
-// back-pressure.
+// that does not read blocks the sender (up to the write timeout), which is
+// how this model applies back-pressure.
 func (a asyncConn) Send(payload []byte) error {
 	buf, err := a.c.Codec().Append(nil, payload)
 	if err != nil {
@@ -176,10 +291,13 @@ func (a asyncConn) Send(payload []byte) error {
 	if a.c.closed.Load() {
 		return handlers.ErrClosed
 	}
-	if _, err := a.c.nc.Write(buf); err != nil {
+	a.c.armWrite()
+	n, err := a.c.nc.Write(buf)
+	a.c.CountWritten(n)
+	if err != nil {
 		return handlers.ErrClosed
 	}
-	a.c.CountSent(len(buf))
+	a.c.CountAsyncFrame()
 	return nil
 }
 
@@ -190,6 +308,6 @@ func (a asyncConn) Close() error {
 		return handlers.ErrClosed
 	}
 	a.c.closeReq.Store(true)
-	a.c.wake()
+	_ = a.c.nc.SetReadDeadline(time.Now())
 	return nil
 }

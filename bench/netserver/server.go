@@ -64,6 +64,17 @@ type Server struct {
 	ln    net.Listener       // set before ready is closed
 	conns map[*conn]struct{} // live connections, for Shutdown
 	wg    sync.WaitGroup     // connection goroutines
+
+	drainBy atomic.Int64 // Shutdown's deadline in Unix ns, 0 for none
+}
+
+// drainDeadline is when a draining connection must be done; zero for no
+// deadline.
+func (s *Server) drainDeadline() time.Time {
+	if ns := s.drainBy.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // New checks opts, fills in their defaults and raises the file descriptor
@@ -168,15 +179,17 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			continue
 		}
 		s.conns[c] = struct{}{}
-		s.wg.Add(1)
+		s.wg.Go(c.serve)
 		s.mu.Unlock()
-		go c.serve()
 	}
 }
 
-// Shutdown stops accepting, closes every connection with reason
-// ServerStopping once the replies to what it has already read are written,
-// and waits for the connection goroutines to end or ctx to be done.
+// Shutdown drains the server and stops it, as the event loop's does: it
+// stops accepting, then each connection answers what it had received
+// (including bytes still unread in the kernel), writes its replies and
+// closes with reason ServerStopping; a partial frame is dropped. When ctx
+// ends first, the connections still busy are closed as they are and
+// Shutdown returns ctx.Err(); the server is stopped either way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	if !s.started.Load() {
@@ -184,8 +197,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-s.ready:
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-s.done:
+		return nil
+	}
+	if d, ok := ctx.Deadline(); ok {
+		s.drainBy.Store(d.UnixNano())
 	}
 	s.mu.Lock()
 	if s.ln != nil {
@@ -199,13 +215,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.forced.Store(true)
+		_ = c.nc.Close()
+	}
+	s.mu.Unlock()
+	<-s.done
+	return ctx.Err()
 }
 
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	s.wg.Done()
 }

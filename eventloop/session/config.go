@@ -11,8 +11,11 @@ import (
 	"echoloop/handlers"
 )
 
-// DefaultAddr is where a server listens unless told otherwise.
-const DefaultAddr = "127.0.0.1:7007"
+// Defaults for the zero Config.
+const (
+	DefaultAddr       = "127.0.0.1:7007"
+	DefaultMaxPending = 4 << 20
+)
 
 // ErrMaxConns means MaxConns asks for more connections than the file
 // descriptor limit allows.
@@ -39,6 +42,29 @@ type Config struct {
 	// let accept(2) fail with EMFILE instead of refusing cleanly.
 	MaxConns int
 
+	// IdleTimeout closes a connection that has sent no bytes for this long,
+	// with reason Idle. Zero means no idle timeout. The event loop checks
+	// in steps of IdleTimeout/32 (at least 10ms, at most 1s), so a
+	// connection goes between IdleTimeout and IdleTimeout plus two steps
+	// after its last byte.
+	IdleTimeout time.Duration
+
+	// MaxPending caps the reply bytes the server holds for one connection
+	// whose peer does not read. The event loop stops serving that
+	// connection's frames (they stay buffered) until its pending output
+	// falls to half the cap, and closes it as SlowConsumer if its unserved
+	// input passes the cap as well. The goroutine model holds no more than
+	// one batch of replies: its goroutine blocks in write(2) and stops
+	// reading, and TCP flow control stops the peer. Zero means
+	// DefaultMaxPending.
+	MaxPending int
+
+	// WriteTimeout closes, as SlowConsumer, a connection whose pending
+	// replies make no progress for this long while the server waits on it
+	// (the event loop has paused it; the goroutine is blocked in write).
+	// Zero means no write timeout.
+	WriteTimeout time.Duration
+
 	// Logger receives the server's logs. Packages add a "component" field;
 	// per-connection events carry "conn" and "remote". The zero Logger
 	// discards everything.
@@ -62,6 +88,16 @@ func (c *Config) Prepare() error {
 	}
 	if c.Handler == nil {
 		c.Handler = handlers.Echo{}
+	}
+	switch {
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("session: idle timeout %v is negative", c.IdleTimeout)
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("session: write timeout %v is negative", c.WriteTimeout)
+	case c.MaxPending < 0:
+		return fmt.Errorf("session: max pending %d is negative", c.MaxPending)
+	case c.MaxPending == 0:
+		c.MaxPending = DefaultMaxPending
 	}
 	if fc, ok := c.Handler.(handlers.FramingChecker); ok {
 		if err := fc.CheckFraming(c.Codec); err != nil {

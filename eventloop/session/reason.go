@@ -30,8 +30,15 @@ const (
 	HandlerClosed
 	// ConnLimit: the server already held MaxConns connections.
 	ConnLimit
-	// ServerStopping: the server is shutting down.
+	// ServerStopping: the server shut down; the connection was drained first
+	// unless the shutdown deadline passed.
 	ServerStopping
+	// Idle: no bytes arrived for the idle timeout.
+	Idle
+	// SlowConsumer: the peer does not read its replies: they stayed over the
+	// pending-output cap while its unserved input passed the cap too, or
+	// made no progress for the write timeout.
+	SlowConsumer
 	// IOError: a read or write failed for another reason.
 	IOError
 
@@ -47,7 +54,9 @@ var reasonNames = [numReasons]string{
 	BadReply:       "bad reply",
 	HandlerClosed:  "handler closed",
 	ConnLimit:      "connection limit",
-	ServerStopping: "server stopping",
+	ServerStopping: "shutdown",
+	Idle:           "idle",
+	SlowConsumer:   "slow consumer",
 	IOError:        "io error",
 }
 

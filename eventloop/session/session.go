@@ -28,31 +28,33 @@ func NextID() uint64 { return lastID.Add(1) }
 // the connection, or the connection's own goroutine): Open, Serve and Close
 // must not run concurrently. It implements handlers.Conn for the handler calls
 // made from Open and Serve.
+//
+// Its fields are kept few because a server holds one per connection: the
+// codec and handler are reached through the server's Config.
 type Session struct {
 	id       uint64
 	remote   net.Addr
-	codec    frame.Codec
-	handler  handlers.Handler
+	cfg      *Config // the server's, read-only once serving
 	counters *Counters
 	async    handlers.AsyncConn
 
 	out       []byte // replies queued during Open or Serve; nil otherwise
-	framesOut int64  // replies queued during the current call
 	need      int    // bytes a partial frame needs buffered in all; see Need
-	reason    Reason // why the connection is closing; Open while it is not
 	err       error  // what caused reason, for the close log
+	framesOut int32  // replies queued during the current call
+	reason    Reason // why the connection is closing; Open while it is not
 	opened    bool   // counted by Counters.TryOpen
 }
 
-// Init prepares s for a new connection. remote may be nil. async is the
+// Init prepares s for a new connection. cfg must have been prepared and must
+// not change while the session lives. remote may be nil. async is the
 // model's handle for Conn.Async; it must stay valid after the connection
 // closes (returning handlers.ErrClosed).
 func (s *Session) Init(cfg *Config, counters *Counters, remote net.Addr, async handlers.AsyncConn) {
 	*s = Session{
 		id:       NextID(),
 		remote:   remote,
-		codec:    cfg.Codec,
-		handler:  cfg.Handler,
+		cfg:      cfg,
 		counters: counters,
 		async:    async,
 	}
@@ -63,7 +65,7 @@ func (s *Session) ID() uint64 { return s.id }
 
 // Codec returns the connection's codec; it is immutable, so any goroutine
 // may use it to encode frames for the connection.
-func (s *Session) Codec() frame.Codec { return s.codec }
+func (s *Session) Codec() frame.Codec { return s.cfg.Codec }
 
 // RemoteAddr implements handlers.Conn.
 func (s *Session) RemoteAddr() net.Addr { return s.remote }
@@ -76,7 +78,7 @@ func (s *Session) Reply(payload []byte) error {
 	if s.reason != Open {
 		return handlers.ErrClosed
 	}
-	out, err := s.codec.Append(s.out, payload)
+	out, err := s.cfg.Codec.Append(s.out, payload)
 	if err != nil {
 		s.CloseFor(BadReply, err)
 		return err
@@ -111,7 +113,7 @@ func (s *Session) Open(out []byte, max int) []byte {
 		return out
 	}
 	s.opened = true
-	if o, ok := s.handler.(handlers.ConnObserver); ok {
+	if o, ok := s.cfg.Handler.(handlers.ConnObserver); ok {
 		s.out = out
 		o.OpenConn(s)
 		out = s.flushCounts()
@@ -132,11 +134,12 @@ func (s *Session) Serve(in, out []byte) ([]byte, int) {
 	s.out = out
 	n, frames := 0, int64(0)
 	s.need = 0
+	codec, handler := s.cfg.Codec, s.cfg.Handler
 	for s.reason == Open {
-		payload, used, err := s.codec.Decode(in[n:])
+		payload, used, err := codec.Decode(in[n:])
 		if err != nil {
 			if errors.Is(err, frame.ErrIncomplete) {
-				s.need = s.codec.Need(in[n:])
+				s.need = codec.Need(in[n:])
 			} else {
 				r := Malformed
 				if errors.Is(err, frame.ErrTooLarge) {
@@ -148,7 +151,7 @@ func (s *Session) Serve(in, out []byte) ([]byte, int) {
 		}
 		n += used
 		frames++
-		s.handler.ServeFrame(s, payload)
+		handler.ServeFrame(s, payload)
 	}
 	if frames > 0 {
 		s.counters.framesIn.Add(frames)
@@ -168,18 +171,16 @@ func (s *Session) flushCounts() []byte {
 	out := s.out
 	s.out = nil
 	if s.framesOut > 0 {
-		s.counters.framesOut.Add(s.framesOut)
+		s.counters.framesOut.Add(int64(s.framesOut))
 		s.framesOut = 0
 	}
 	return out
 }
 
-// CountSent counts one frame of n bytes sent through the connection's
-// AsyncConn. Unlike the other methods it is safe from any goroutine.
-func (s *Session) CountSent(n int) {
-	s.counters.framesOut.Add(1)
-	s.counters.bytesOut.Add(int64(n))
-}
+// CountAsyncFrame counts one frame sent through the connection's AsyncConn;
+// the model counts its bytes with CountWritten. Unlike the other methods,
+// CountAsyncFrame and CountWritten are safe from any goroutine.
+func (s *Session) CountAsyncFrame() { s.counters.framesOut.Add(1) }
 
 // CountWritten adds n bytes of encoded replies to the BytesOut counter.
 func (s *Session) CountWritten(n int) {
@@ -190,13 +191,24 @@ func (s *Session) CountWritten(n int) {
 
 // Closed finishes the session: it settles the close reason (the one recorded
 // by CloseFor, else ReasonFor(ioErr)), tells a handlers.ConnObserver, counts
-// the close and logs it at debug level. It returns the reason.
-func (s *Session) Closed(ioErr error, log *zerolog.Logger) Reason {
+// the close and logs it at debug level. partial is how many bytes of an
+// incomplete frame were still buffered: when the connection ended mid-frame
+// (rather than for a protocol error) they are counted as a dropped partial
+// frame. It returns the reason.
+func (s *Session) Closed(ioErr error, partial int, log *zerolog.Logger) Reason {
 	if s.reason == Open {
 		s.reason, s.err = ReasonFor(ioErr), ioErr
 	}
+	switch s.reason {
+	case PeerClosed, Reset, Idle, ServerStopping:
+	default:
+		partial = 0 // junk after a bad frame, or input never served: not a frame
+	}
+	if partial > 0 {
+		s.counters.partialFrames.Add(1)
+	}
 	if s.opened {
-		if o, ok := s.handler.(handlers.ConnObserver); ok {
+		if o, ok := s.cfg.Handler.(handlers.ConnObserver); ok {
 			o.CloseConn(s)
 		}
 	}
@@ -205,6 +217,9 @@ func (s *Session) Closed(ioErr error, log *zerolog.Logger) Reason {
 		e = e.Uint64("conn", s.id).Stringer("remote", s.remote).Stringer("reason", s.reason)
 		if s.err != nil {
 			e = e.AnErr("cause", s.err)
+		}
+		if partial > 0 {
+			e = e.Int("partial_frame_bytes", partial)
 		}
 		e.Msg("connection closed")
 	}

@@ -92,8 +92,8 @@ func TestOpenAtLimit(t *testing.T) {
 	if a.Closing() != Open || b.Closing() != ConnLimit {
 		t.Fatalf("closing = %v, %v; want open, connection limit", a.Closing(), b.Closing())
 	}
-	a.Closed(io.EOF, &zerolog.Logger{})
-	b.Closed(nil, &zerolog.Logger{})
+	a.Closed(io.EOF, 0, &zerolog.Logger{})
+	b.Closed(nil, 0, &zerolog.Logger{})
 	st := counters.Snapshot()
 	if st.ConnsOpen != 0 || st.ConnsTotal != 2 || st.Closes[PeerClosed] != 1 || st.Closes[ConnLimit] != 1 {
 		t.Fatalf("stats %+v", st)

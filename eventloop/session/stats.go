@@ -11,6 +11,11 @@ type Stats struct {
 	BytesIn    int64 // bytes read from sockets
 	BytesOut   int64 // encoded reply bytes queued for writing
 
+	// PartialFrames counts connections that ended with part of a frame
+	// buffered (a half-close, reset, idle timeout or shutdown mid-frame);
+	// those bytes were dropped unanswered.
+	PartialFrames int64
+
 	// Closes counts closed connections by reason; reasons never seen are absent.
 	Closes map[Reason]int64
 }
@@ -22,6 +27,7 @@ type Counters struct {
 	connsOpen, connsTotal atomic.Int64
 	framesIn, framesOut   atomic.Int64
 	bytesIn, bytesOut     atomic.Int64
+	partialFrames         atomic.Int64
 	closes                [numReasons]atomic.Int64
 }
 
@@ -54,6 +60,12 @@ func (c *Counters) Closed(r Reason, served bool) {
 	}
 }
 
+// Hold counts a socket the server keeps open after its session closed, to
+// finish writing to it, as an open connection (it holds a descriptor), and
+// Release stops counting it.
+func (c *Counters) Hold()    { c.connsOpen.Add(1) }
+func (c *Counters) Release() { c.connsOpen.Add(-1) }
+
 // Read counts n bytes read from a socket.
 func (c *Counters) Read(n int) { c.bytesIn.Add(int64(n)) }
 
@@ -70,7 +82,9 @@ func (c *Counters) Snapshot() Stats {
 		FramesOut:  c.framesOut.Load(),
 		BytesIn:    c.bytesIn.Load(),
 		BytesOut:   c.bytesOut.Load(),
-		Closes:     make(map[Reason]int64),
+
+		PartialFrames: c.partialFrames.Load(),
+		Closes:        make(map[Reason]int64),
 	}
 	for r := range c.closes {
 		if n := c.closes[r].Load(); n != 0 {
