@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -56,7 +57,9 @@ type eloop struct {
 	l      *Load
 	cfg    *config
 	epfd   int
-	conns  []*econn // this loop's connections in dial order; epoll data is the index
+	poller *os.File        // epfd, registered in the Go runtime's poller
+	rc     syscall.RawConn // poller's, to park the goroutine until epfd is readable
+	conns  []*econn        // this loop's connections in dial order; epoll data is the index
 	events []unix.EpollEvent
 	rbuf   []byte
 	wbuf   []byte
@@ -88,6 +91,24 @@ func newEpollEngine(l *Load) (engine, error) {
 		}
 		lp := &eloop{e: e, l: l, cfg: cfg, epfd: fd, events: make([]unix.EpollEvent, 256),
 			rbuf: make([]byte, 64<<10+2*cfg.wire), st: stats{hist: newHist(), live: &l.live}}
+		// An epoll fd is itself pollable: readable when it has events. Handing it
+		// to the runtime's poller lets the loop park like any goroutine blocked
+		// on a socket, instead of blocking its thread in epoll_wait (which makes
+		// the scheduler hand the P to another thread after 20µs: two context
+		// switches per idle wait).
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			e.close()
+			return nil, fmt.Errorf("load: epoll fd: %w", err)
+		}
+		lp.poller = os.NewFile(uintptr(fd), "epoll")
+		rc, err := lp.poller.SyscallConn()
+		if err != nil {
+			lp.poller.Close()
+			e.close()
+			return nil, fmt.Errorf("load: epoll fd: %w", err)
+		}
+		lp.rc = rc
 		lp.sweepEvery = int64(max(min(cfg.Timeout, cfg.DialTimeout)/10, time.Millisecond))
 		e.loops = append(e.loops, lp)
 	}
@@ -164,7 +185,7 @@ func (e *epollEngine) close() []*stats {
 				c.fd = -1
 			}
 		}
-		_ = unix.Close(lp.epfd)
+		_ = lp.poller.Close()
 		all = append(all, &lp.st)
 	}
 	return all
@@ -202,10 +223,7 @@ func (lp *eloop) run(dialing bool) {
 		if lp.finished(now, dialing) {
 			return
 		}
-		n, err := epollWait(lp.epfd, lp.events, max(wake-now, 0))
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			panic(fmt.Sprintf("load: epoll_wait: %v", err)) // only EBADF/EFAULT/EINVAL: a bug here
-		}
+		n := lp.wait(wake)
 		now = lp.l.now()
 		for _, ev := range lp.events[:n] {
 			c := lp.conns[ev.Fd]
@@ -398,7 +416,7 @@ func (lp *eloop) read(c *econn, now int64) {
 		lp.rbuf = make([]byte, need+64<<10)
 	}
 	k := copy(lp.rbuf, c.in)
-	n, err := unix.Read(c.fd, lp.rbuf[k:])
+	n, err := rawRead(c.fd, lp.rbuf[k:])
 	switch {
 	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 		return
@@ -448,7 +466,7 @@ func (lp *eloop) send(c *econn, now int64) {
 }
 
 func (lp *eloop) write(c *econn, out []byte, now int64) {
-	n, err := unix.Write(c.fd, out)
+	n, err := rawWrite(c.fd, out)
 	switch {
 	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 		n = 0
@@ -467,7 +485,7 @@ func (lp *eloop) flush(c *econn, now int64) {
 		lp.interest(c, unix.EPOLLIN|unix.EPOLLRDHUP)
 		return
 	}
-	n, err := unix.Write(c.fd, c.out)
+	n, err := rawWrite(c.fd, c.out)
 	switch {
 	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 		return
@@ -550,24 +568,64 @@ func setBindNoPort(fd int) error {
 	return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 }
 
-// noPwait2 is set once the kernel has refused epoll_pwait2 (before 5.11).
-var noPwait2 atomic.Bool
-
-// epollWait waits up to timeout ns, with nanosecond precision where the
-// kernel has epoll_pwait2, so an open-loop schedule is kept to within the
-// scheduler's wake-up delay rather than to the millisecond.
-func epollWait(epfd int, events []unix.EpollEvent, timeout int64) (int, error) {
-	if !noPwait2.Load() {
-		ts := unix.NsecToTimespec(timeout)
-		r, _, errno := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
-			uintptr(len(events)), uintptr(unsafe.Pointer(&ts)), 0, 0)
-		if errno != unix.ENOSYS {
-			if errno != 0 {
-				return 0, errno
-			}
-			return int(r), nil
-		}
-		noPwait2.Store(true)
+// wait returns the number of events ready, waiting for them until the run
+// clock reaches wake: at once if some are ready, else parked in the runtime's
+// poller with a deadline.
+func (lp *eloop) wait(wake int64) int {
+	if n := epollPoll(lp.epfd, lp.events); n > 0 {
+		return n
 	}
-	return unix.EpollWait(epfd, events, int((timeout+999_999)/1e6))
+	d := wake - lp.l.now()
+	if d <= 0 {
+		return 0
+	}
+	if err := lp.poller.SetReadDeadline(lp.l.base.Add(time.Duration(wake))); err != nil {
+		panic(fmt.Sprintf("load: epoll fd deadline: %v", err)) // only if the fd is not pollable: a bug here
+	}
+	n := 0
+	err := lp.rc.Read(func(fd uintptr) bool {
+		n = epollPoll(int(fd), lp.events)
+		return n > 0
+	})
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		panic(fmt.Sprintf("load: waiting on the epoll fd: %v", err))
+	}
+	return n
+}
+
+// The loop's sockets are non-blocking and its epoll_wait calls do not wait,
+// so it makes them as raw system calls, which the scheduler does not track.
+// Through syscall.Syscall, a loopback write that runs long (it carries the
+// receiving side's TCP processing) lets sysmon take the P away and wake
+// another thread, thousands of times a second; raw calls keep the loop on
+// its thread.
+
+// epollPoll returns the events ready now, without waiting.
+func epollPoll(epfd int, events []unix.EpollEvent) int {
+	for {
+		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		switch errno {
+		case 0:
+			return int(r)
+		case unix.EINTR:
+			continue
+		}
+		panic(fmt.Sprintf("load: epoll_wait: %v", errno)) // only EBADF/EFAULT/EINVAL: a bug here
+	}
+}
+
+func rawRead(fd int, b []byte) (int, error) {
+	r, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	r, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
 }
