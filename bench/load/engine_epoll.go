@@ -287,8 +287,7 @@ func (lp *eloop) startConnect(c *econn, now int64) {
 	sa, family := sockaddr(cfg.raddr.IP, cfg.raddr.Port)
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		lp.st.fail(fmt.Errorf("socket: %w", err))
-		c.state = stDead
+		lp.dead(c, fmt.Errorf("socket: %w", err))
 		return
 	}
 	c.fd = fd

@@ -316,3 +316,19 @@ func TestWriteText(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenLoopRequests(t *testing.T) {
+	srv := startEcho(t, model.EventLoop, "line")
+	start := time.Now()
+	sum := run(t, load.Options{Addr: srv.Addr().String(), Conns: 3, Rate: 2000, Requests: 300, Warmup: 100 * time.Millisecond})
+	if !sum.OK || sum.FramesVerified != 300 || !sum.OpenLoop || sum.RateOffered < 1999 || sum.RateOffered > 2001 {
+		t.Fatalf("summary %+v", sum)
+	}
+	// 300 frames at 2000/s take 150ms after the 100ms warm-up: the schedule is kept, not raced.
+	if took := time.Since(start); took < 250*time.Millisecond {
+		t.Errorf("took %v: faster than the schedule allows", took)
+	}
+	if sum.ElapsedS < 0.14 || sum.ElapsedS > 1 {
+		t.Errorf("elapsed %.3fs, want about 0.15s", sum.ElapsedS)
+	}
+}

@@ -150,12 +150,14 @@ func (l *Load) Run(ctx context.Context) (*Summary, error) {
 		sum.ConnsHeld = eng.open()
 		if p.pacer != nil {
 			sum.OpenLoop = true
-			span := p.pacer.Offset(p.iEnd-1) - p.pacer.Offset(p.i0)
-			if cfg.Requests == 0 {
-				span = cfg.Duration
+			// Frames scheduled per second of the window: over the duration, or
+			// (a request count alone) over the gaps between the frames.
+			frames, span := float64(p.iEnd-p.i0), cfg.Duration
+			if cfg.Requests > 0 && (cfg.Duration == 0 || p.iEnd-p.i0 == uint64(cfg.Requests)) {
+				frames, span = frames-1, p.pacer.Offset(p.iEnd-1)-p.pacer.Offset(p.i0)
 			}
-			if p.iEnd > p.i0 && span > 0 {
-				sum.RateOffered = float64(p.iEnd-p.i0) / span.Seconds()
+			if frames > 0 && span > 0 {
+				sum.RateOffered = frames / span.Seconds()
 			}
 		}
 	}
