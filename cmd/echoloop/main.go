@@ -54,6 +54,10 @@ type flags struct {
 	maxFrame  cli.Size
 	maxConns  int
 	loops     int
+	maxPend   cli.Size
+	idle      time.Duration
+	writeTO   time.Duration
+	stopTO    time.Duration
 	logLevel  string
 	logFormat string
 }
@@ -70,6 +74,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Var(&f.maxFrame, "max-frame", "largest frame payload in `bytes` (65536, 64KiB, 1MiB); 0 = the framing's default: line 64KiB, length 1MiB")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections served at once; 0 = the fd limit less a reserve")
 	fs.IntVar(&f.loops, "loops", 1, "event loops (-model eventloop); 1 is single-threaded, like select")
+	f.maxPend.N = session.DefaultMaxPending
+	fs.Var(&f.maxPend, "max-pending", "most reply `bytes` held for a peer that does not read (default 4MiB)")
+	fs.DurationVar(&f.idle, "idle-timeout", 5*time.Minute, "close a connection silent this long; 0 = never")
+	fs.DurationVar(&f.writeTO, "write-timeout", 30*time.Second, "close a peer whose replies make no progress this long; 0 = never")
+	fs.DurationVar(&f.stopTO, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long connections may drain before they are closed")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
 	fs.Usage = func() {} // a parse error is one line; only -h prints usage
@@ -101,6 +110,18 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if f.loops < 1 {
 		return nil, fmt.Errorf("-loops %d: need at least 1", f.loops)
 	}
+	switch {
+	case f.maxPend.N < 1:
+		return nil, fmt.Errorf("-max-pending %d: need at least 1 byte", f.maxPend.N)
+	case f.maxPend.N > 1<<40:
+		return nil, fmt.Errorf("-max-pending %d is over 1 TiB", f.maxPend.N)
+	case f.idle < 0:
+		return nil, fmt.Errorf("-idle-timeout %v is negative (0 turns it off)", f.idle)
+	case f.writeTO < 0:
+		return nil, fmt.Errorf("-write-timeout %v is negative (0 turns it off)", f.writeTO)
+	case f.stopTO <= 0:
+		return nil, fmt.Errorf("-shutdown-timeout %v: need a positive duration", f.stopTO)
+	}
 	if f.maxConns < 0 {
 		return nil, fmt.Errorf("-max-conns %d is negative (0 means the default)", f.maxConns)
 	}
@@ -117,7 +138,10 @@ func build(f *flags, log zerolog.Logger) (model.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-handler: %w", err)
 	}
-	cfg := session.Config{Addr: f.addr, Codec: codec, Handler: h, MaxConns: f.maxConns, Logger: log}
+	cfg := session.Config{
+		Addr: f.addr, Codec: codec, Handler: h, MaxConns: f.maxConns, Logger: log,
+		IdleTimeout: f.idle, MaxPending: int(f.maxPend.N), WriteTimeout: f.writeTO,
+	}
 	srv, err := model.New(model.Options{Model: f.model, Config: cfg, Loops: f.loops})
 	switch {
 	case errors.Is(err, session.ErrMaxConns):
@@ -167,18 +191,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitFail
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down")
-	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	log.Info().Dur("timeout", f.stopTO).Int64("conns", srv.Stats().ConnsOpen).Msg("shutting down: draining connections")
+	stopCtx, cancel := context.WithTimeout(context.Background(), f.stopTO)
 	defer cancel()
-	if err := srv.Shutdown(stopCtx); err != nil {
-		log.Error().Err(err).Msg("shutdown did not finish")
+	if err := srv.Shutdown(stopCtx); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn().Dur("timeout", f.stopTO).Msg("shutdown timeout passed: busy connections were closed")
+	} else if err != nil {
+		log.Error().Err(err).Msg("shutdown failed")
 		return exitFail
 	}
 	if err := <-served; !model.IsServerClosed(err) {
 		log.Error().Err(err).Msg("server stopped with an error")
 		return exitFail
 	}
-	log.Info().Msg("stopped")
+	st := srv.Stats()
+	log.Info().Int64("conns_total", st.ConnsTotal).Int64("frames_in", st.FramesIn).Int64("frames_out", st.FramesOut).
+		Interface("closes", st.Closes).Msg("stopped")
 	return exitOK
 }
 
@@ -203,7 +231,8 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags) {
 	} else {
 		e = e.Int("gomaxprocs", runtime.GOMAXPROCS(0))
 	}
-	e.Int("max_conns", cfg.MaxConns).
+	e.Int("max_conns", cfg.MaxConns).Int("max_pending", cfg.MaxPending).
+		Dur("idle_timeout", cfg.IdleTimeout).Dur("write_timeout", cfg.WriteTimeout).
 		Uint64("fd_limit", cfg.FDLimit.Cur).Uint64("fd_limit_was", cfg.FDLimit.Was).Uint64("fd_limit_hard", cfg.FDLimit.Max).
 		Msg("listening")
 }

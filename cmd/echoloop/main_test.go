@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,10 +24,73 @@ import (
 // signal tests run the real main in a child process without a go build.
 func TestMain(m *testing.M) {
 	if os.Getenv("ECHOLOOP_RUN_MAIN") == "1" {
+		if n, err := strconv.ParseUint(os.Getenv("ECHOLOOP_TEST_NOFILE"), 10, 64); err == nil {
+			// Lower both limits, so the server cannot raise them back.
+			lim := syscall.Rlimit{Cur: n, Max: n}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				fmt.Fprintln(os.Stderr, "setrlimit:", err)
+				os.Exit(3)
+			}
+		}
 		main()
 		return
 	}
 	os.Exit(m.Run())
+}
+
+// child is the echoloop command running as a child process with its
+// JSON log lines parsed.
+type child struct {
+	cmd    *exec.Cmd
+	lines  chan map[string]any
+	exited chan error
+}
+
+// startChild runs the command with args and extra environment, and stops
+// it when the test ends.
+func startChild(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
+	c := &child{
+		cmd:    exec.Command(os.Args[0], append([]string{"-log-format", "json", "-log-level", "debug"}, args...)...),
+		lines:  make(chan map[string]any, 1000),
+		exited: make(chan error, 1),
+	}
+	c.cmd.Env = append(append(os.Environ(), "ECHOLOOP_RUN_MAIN=1"), env...)
+	stderr, err := c.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		_ = c.cmd.Process.Kill() // no-op once it has exited
+		<-done
+	})
+	go func() {
+		defer close(done)
+		defer close(c.lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) == nil {
+				select {
+				case c.lines <- rec:
+				default: // nobody is reading; drop
+				}
+			}
+		}
+		c.exited <- c.cmd.Wait()
+	}()
+	return c
+}
+
+// wait drains the child's log until it exits and returns its exit error.
+func (c *child) wait() error {
+	for range c.lines {
+	}
+	return <-c.exited
 }
 
 func TestBadFlags(t *testing.T) {
@@ -49,6 +114,11 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-max-conns", "-1"}, "-max-conns -1 is negative"},
 		{[]string{"-max-conns", "1000000"}, "-max-conns: session: max conns over the file descriptor limit"},
 		{[]string{"-framing", "fixed:16", "-handler", "ack"}, `ack reply "Message received!" (17 bytes) cannot be sent as a fixed:16 frame`},
+		{[]string{"-max-pending", "0"}, "-max-pending 0: need at least 1 byte"},
+		{[]string{"-idle-timeout", "-1s"}, "-idle-timeout -1s is negative"},
+		{[]string{"-idle-timeout", "soon"}, `invalid value "soon" for flag -idle-timeout`},
+		{[]string{"-write-timeout", "-1s"}, "-write-timeout -1s is negative"},
+		{[]string{"-shutdown-timeout", "0"}, "-shutdown-timeout 0s: need a positive duration"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
@@ -75,7 +145,8 @@ func TestHelp(t *testing.T) {
 	if code := run(context.Background(), []string{"-h"}, &stderr); code != exitOK {
 		t.Fatalf("-h exit %d, want 0", code)
 	}
-	for _, flag := range []string{"-addr", "-framing", "-handler", "-reply", "-max-frame", "-max-conns", "-loops", "-model", "-log-level", "-log-format"} {
+	for _, flag := range []string{"-addr", "-framing", "-handler", "-reply", "-max-frame", "-max-conns", "-loops", "-model",
+		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-log-level", "-log-format"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("usage does not mention %s:\n%s", flag, stderr.String())
 		}
@@ -102,42 +173,17 @@ func TestAddressInUse(t *testing.T) {
 }
 
 // TestServeAndStopOnSignal runs the command as a child process, waits for
-// its "listening" log line, echoes a line through it, sends SIGTERM and
-// expects a clean exit.
+// its "listening" log line, sends frames and then at once a signal: every
+// frame is answered before the connection closes, and the process exits 0.
 func TestServeAndStopOnSignal(t *testing.T) {
+	const frames = 500
 	for _, m := range model.Names() {
 		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 			t.Run(m+"/"+sig.String(), func(t *testing.T) {
 				t.Parallel()
-				cmd := exec.Command(os.Args[0], "-model", m, "-addr", "127.0.0.1:0", "-log-format", "json", "-log-level", "debug")
-				cmd.Env = append(os.Environ(), "ECHOLOOP_RUN_MAIN=1")
-				stderr, err := cmd.StderrPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				exited := make(chan error, 1)
-				t.Cleanup(func() {
-					_ = cmd.Process.Kill() // no-op once it has exited
-					<-exited
-				})
-				lines := make(chan map[string]any, 100)
-				go func() {
-					defer close(lines)
-					sc := bufio.NewScanner(stderr)
-					for sc.Scan() {
-						var rec map[string]any
-						if json.Unmarshal(sc.Bytes(), &rec) == nil {
-							lines <- rec
-						}
-					}
-					exited <- cmd.Wait()
-				}()
-
-				start := waitLog(t, lines, "listening")
-				for _, field := range []string{"addr", "model", "framing", "handler", "max_conns", "fd_limit"} {
+				c := startChild(t, nil, "-model", m, "-addr", "127.0.0.1:0")
+				start := waitLog(t, c.lines, "listening")
+				for _, field := range []string{"addr", "model", "framing", "handler", "max_conns", "fd_limit", "idle_timeout", "max_pending"} {
 					if _, ok := start[field]; !ok {
 						t.Errorf("start-up line lacks %q: %v", field, start)
 					}
@@ -147,30 +193,136 @@ func TestServeAndStopOnSignal(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+				r := bufio.NewReader(conn)
 				if _, err := conn.Write([]byte("ping\n")); err != nil {
 					t.Fatal(err)
 				}
-				reply, err := bufio.NewReader(conn).ReadString('\n')
-				if err != nil || reply != "ping\n" {
+				if reply, err := r.ReadString('\n'); err != nil || reply != "ping\n" {
 					t.Fatalf("echo = %q, %v", reply, err)
 				}
 
-				if err := cmd.Process.Signal(sig); err != nil {
+				var batch bytes.Buffer
+				for i := range frames {
+					fmt.Fprintf(&batch, "frame %d\n", i)
+				}
+				if _, err := conn.Write(batch.Bytes()); err != nil {
 					t.Fatal(err)
 				}
-				waitLog(t, lines, "stopped")
-				for range lines { // drain until the child closes stderr
+				if err := c.cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
 				}
-				if err := <-exited; err != nil {
+				for i := range frames {
+					want := fmt.Sprintf("frame %d\n", i)
+					if got, err := r.ReadString('\n'); err != nil || got != want {
+						t.Fatalf("reply %d after the signal = %q, %v; want %q", i, got, err, want)
+					}
+				}
+				if _, err := r.ReadByte(); err != io.EOF {
+					t.Errorf("after the last reply: %v, want EOF", err)
+				}
+				waitLog(t, c.lines, "stopped")
+				if err := c.wait(); err != nil {
 					t.Fatalf("exit: %v, want status 0", err)
-				}
-				exited <- nil // for the cleanup
-				if _, err := io.ReadAll(conn); err != nil && !strings.Contains(err.Error(), "reset") {
-					t.Errorf("client connection after stop: %v", err)
 				}
 			})
 		}
+	}
+}
+
+// TestFDExhaustion floods a server whose file descriptor limit is 64 with
+// 300 connections: it stays up, serves what its cap allows, refuses the
+// rest at once with a rate-limited warning, and serves again once
+// connections close.
+func TestFDExhaustion(t *testing.T) {
+	const flood = 300
+	for _, m := range model.Names() {
+		t.Run(m, func(t *testing.T) {
+			t.Parallel()
+			c := startChild(t, []string{"ECHOLOOP_TEST_NOFILE=64"}, "-model", m, "-addr", "127.0.0.1:0")
+			start := waitLog(t, c.lines, "listening")
+			maxConns := int(start["max_conns"].(float64))
+			if fd := start["fd_limit"].(float64); fd != 64 || maxConns >= 64 || maxConns < 1 {
+				t.Fatalf("fd limit %v, max conns %d: want 64 and a cap below it", fd, maxConns)
+			}
+			addr := start["addr"].(string)
+
+			var conns []net.Conn
+			defer func() {
+				for _, conn := range conns {
+					conn.Close()
+				}
+			}()
+			served, refused := 0, 0
+			for i := range flood {
+				conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if err != nil {
+					t.Fatalf("dial %d: %v", i, err)
+				}
+				conns = append(conns, conn)
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := conn.Write([]byte("hi\n")); err != nil {
+					refused++
+					continue
+				}
+				reply, err := bufio.NewReader(conn).ReadString('\n')
+				var ne net.Error
+				switch {
+				case err == nil && reply == "hi\n":
+					served++
+				case errors.As(err, &ne) && ne.Timeout():
+					t.Fatalf("connection %d was neither served nor refused: the server has stopped serving", i)
+				case err != nil:
+					refused++
+				default:
+					t.Fatalf("connection %d got %q", i, reply)
+				}
+			}
+			if served != maxConns || refused != flood-maxConns {
+				t.Errorf("served %d and refused %d of %d, want %d served", served, refused, flood, maxConns)
+			}
+
+			for _, conn := range conns {
+				conn.Close()
+			}
+			conns = nil
+			// Serves again once the connections have gone.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = conn.Write([]byte("again\n"))
+				reply, err := bufio.NewReader(conn).ReadString('\n')
+				conn.Close()
+				if err == nil && reply == "again\n" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not serving after the flood: %q, %v", reply, err)
+				}
+				time.Sleep(10 * time.Millisecond) // slots free as the server sees the closes
+			}
+
+			if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			warnings := 0
+			for rec := range c.lines {
+				if rec["message"] == "connection refused: at the connection limit" {
+					warnings++
+				}
+			}
+			if err := <-c.exited; err != nil {
+				t.Fatalf("server exit: %v (it must survive the flood and stop cleanly)", err)
+			}
+			if warnings == 0 || warnings >= refused {
+				t.Errorf("%d refusal warnings for %d refusals: want some, rate-limited", warnings, refused)
+			}
+			t.Logf("cap %d under a limit of 64: served %d, refused %d, %d warnings logged", maxConns, served, refused, warnings)
+		})
 	}
 }
 
