@@ -354,13 +354,16 @@ func badClient(t *testing.T, addr net.Addr, codec frame.Codec, gen func(*rand.Ra
 		return
 	}
 	stream := append(valid, garbage...)
+	var chunks [][]byte // cut here: r is not for the writer goroutine
+	for len(stream) > 0 {
+		k := min(len(stream), 1+r.IntN(300))
+		chunks, stream = append(chunks, stream[:k]), stream[k:]
+	}
 	go func() {
-		for len(stream) > 0 {
-			k := min(len(stream), 1+r.IntN(300))
-			if _, err := conn.Write(stream[:k]); err != nil {
+		for _, chunk := range chunks {
+			if _, err := conn.Write(chunk); err != nil {
 				return // the server closed on the garbage
 			}
-			stream = stream[k:]
 		}
 		_ = conn.CloseWrite()
 	}()

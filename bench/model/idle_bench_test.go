@@ -1,0 +1,119 @@
+package model_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"echoloop/bench/model"
+	"echoloop/bench/servertest"
+	"echoloop/eventloop/session"
+)
+
+// TestMain lets the test binary double as the connection holder for
+// BenchmarkIdleConns: one process cannot hold both ends of 19,000
+// connections under a 20,000 descriptor limit.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("ECHOLOOP_HOLD"); spec != "" {
+		os.Exit(holdConns(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// holdConns opens n connections to addr from 127.0.0.1 to 127.0.0.8 (so
+// ephemeral ports do not run out), echoes one line on each, prints "ready",
+// and holds them until stdin closes.
+func holdConns(spec string) int {
+	addr, nStr, _ := strings.Cut(spec, " ")
+	n, _ := strconv.Atoi(nStr)
+	conns := make([]net.Conn, 0, n)
+	buf := make([]byte, 3)
+	for i := range n {
+		d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			fmt.Printf("dial %d: %v\n", i, err)
+			return 1
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("hi\n")); err != nil {
+			fmt.Printf("write %d: %v\n", i, err)
+			return 1
+		}
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi\n" {
+			fmt.Printf("echo %d: %q %v\n", i, buf, err)
+			return 1
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// BenchmarkIdleConns holds 19,000 idle connections (from a child process)
+// on a server in this process, with the idle timeout on, and reports the
+// CPU this process spends per second of wall time while nothing happens:
+// the cost of idle connections between expiries. conns=0 is the floor, the
+// same process and server with nothing connected. Run it with a fixed
+// count; each iteration is a 100ms idle window:
+//
+//	go test -run '^$' -bench IdleConns -benchtime 20x ./bench/model
+func BenchmarkIdleConns(b *testing.B) {
+	for _, conns := range []int{0, 19000} {
+		for _, m := range model.Names() {
+			b.Run(fmt.Sprintf("conns=%d/model=%s", conns, m), func(b *testing.B) { benchIdle(b, m, conns) })
+		}
+	}
+}
+
+func benchIdle(b *testing.B, m string, conns int) {
+	srv := servertest.Start(b, model.Options{Model: m, Config: session.Config{
+		IdleTimeout: 5 * time.Minute, Logger: nopLogger,
+	}})
+	if conns > 0 {
+		holder := exec.Command(os.Args[0], "-test.run=^$")
+		holder.Env = append(os.Environ(), fmt.Sprintf("ECHOLOOP_HOLD=%s %d", srv.Addr(), conns))
+		stdin, _ := holder.StdinPipe()
+		stdout, _ := holder.StdoutPipe()
+		if err := holder.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			stdin.Close() // the holder exits and its connections close
+			_ = holder.Wait()
+		}()
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		if line != "ready\n" {
+			b.Fatalf("holder: %s", line)
+		}
+	}
+	if open := srv.Stats().ConnsOpen; open != int64(conns) {
+		b.Fatalf("server holds %d connections, want %d", open, conns)
+	}
+	runtime.GC() // start the window with the set-up's garbage collected
+	b.ResetTimer()
+	cpu0, wall0 := cpuTime(), time.Now()
+	for b.Loop() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
+	b.ReportMetric(float64(cpu.Microseconds())/wall.Seconds(), "cpu-µs/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// cpuTime is this process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,116 @@
+package eventloop
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestWheel(t *testing.T) {
+	w := newWheel(5, 0) // idle after 5 ticks
+	quiet, busy := &conn{}, &conn{}
+	w.add(quiet)
+	w.add(busy)
+	var expired []*conn
+	expire := func(c *conn) { expired = append(expired, c) }
+	for now := int64(1); now <= 12; now++ {
+		if now%2 == 0 {
+			busy.lastActive = now // traffic only updates lastActive
+		}
+		w.advance(now, expire)
+		if now < 5 && len(expired) > 0 {
+			t.Fatalf("tick %d: expired before the timeout", now)
+		}
+	}
+	if len(expired) != 1 || expired[0] != quiet {
+		t.Fatalf("expired %v, want only the quiet conn", expired)
+	}
+	if busy.list == nil {
+		t.Fatal("the busy conn fell out of the wheel")
+	}
+}
+
+func TestWheelCatchesUpAfterAStall(t *testing.T) {
+	w := newWheel(3, 0)
+	cs := make([]*conn, 10)
+	for i := range cs {
+		cs[i] = &conn{lastActive: int64(i % 3)}
+		w.add(cs[i])
+	}
+	n := 0
+	w.advance(100, func(*conn) { n++ }) // one jump far past every slot
+	if n != len(cs) {
+		t.Fatalf("expired %d of %d after a long stall", n, len(cs))
+	}
+}
+
+func TestConnListRemove(t *testing.T) {
+	var l connList
+	a, b, c := &conn{}, &conn{}, &conn{}
+	l.push(a)
+	l.push(b)
+	l.push(c)
+	l.remove(b)
+	var got []*conn
+	each(&l, func(x *conn) { got = append(got, x) })
+	if len(got) != 2 || got[0] != c || got[1] != a || l.n != 2 || b.list != nil {
+		t.Fatalf("after removing the middle: %v (n=%d)", got, l.n)
+	}
+}
+
+// BenchmarkWheelTick measures one sweep tick with many connections tracked.
+// idle: the connections went silent together and none is due yet, the cost
+// between expiries, which does not grow with their number. active: every
+// connection keeps talking, so each is re-slotted once per timeout, n/span
+// per tick. fullscan: what a sweep over every connection costs instead.
+func BenchmarkWheelTick(b *testing.B) {
+	const span = 300 // a 5m timeout in 1s ticks
+	for _, n := range []int{1000, 19000} {
+		b.Run(fmt.Sprintf("idle/conns=%d", n), func(b *testing.B) {
+			w := newWheel(span, 0)
+			for range n {
+				w.add(&conn{})
+			}
+			now := int64(0)
+			b.ReportAllocs()
+			for b.Loop() {
+				if now++; now == span { // all would be due: start the quiet stretch again
+					now, w.swept = 1, 0
+				}
+				w.advance(now, func(*conn) { b.Fatal("nothing should expire") })
+			}
+		})
+		b.Run(fmt.Sprintf("active/conns=%d", n), func(b *testing.B) {
+			w := newWheel(span, 0)
+			for i := range n {
+				w.add(&conn{lastActive: int64(i % span)})
+			}
+			now := int64(0)
+			b.ReportAllocs()
+			for b.Loop() {
+				// Everything stays active: each tick re-slots what is due and
+				// expires nothing, the steady state of a busy server.
+				now++
+				w.advance(now, func(*conn) { b.Fatal("nothing should expire") })
+				for c := w.slots[(now+1)%int64(len(w.slots))].head; c != nil; c = c.next {
+					c.lastActive = now
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("fullscan/conns=%d", n), func(b *testing.B) {
+			cs := make([]*conn, n)
+			for i := range cs {
+				cs[i] = &conn{}
+			}
+			now, expired := int64(0), 0
+			for b.Loop() {
+				now++
+				for _, c := range cs {
+					if c.lastActive+span <= now {
+						expired++
+					}
+				}
+			}
+			_ = expired
+		})
+	}
+}
