@@ -179,10 +179,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	select {
-	case <-s.ready:
-	case <-s.done:
+	case <-s.done: // already stopped
 		return nil
+	default:
 	}
+	<-s.ready
 	if s.addr == nil {
 		<-s.done
 		return nil

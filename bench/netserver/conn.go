@@ -125,6 +125,9 @@ func (c *conn) readFailed(err error) error {
 		c.CloseFor(session.ServerStopping, nil)
 	case c.closeReq.Load() && (timedOut || errors.Is(err, errWoken)):
 		c.CloseFor(session.HandlerClosed, nil)
+	case c.stopReq.Load() && timedOut && c.drainExpired():
+		c.srv.cut.Store(true) // the drain's read ran into the deadline
+		c.CloseFor(session.ServerStopping, nil)
 	case c.stopReq.Load() && (timedOut || errors.Is(err, errWoken)):
 		return nil // serve drains
 	case timedOut:
@@ -140,7 +143,10 @@ func (c *conn) readFailed(err error) error {
 func (c *conn) writeFailed(err error) error {
 	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 	switch {
-	case c.forced.Load(), timedOut && c.stopReq.Load() && c.drainExpired():
+	case c.forced.Load():
+		c.CloseFor(session.ServerStopping, nil)
+	case timedOut && c.stopReq.Load() && c.drainExpired():
+		c.srv.cut.Store(true)
 		c.CloseFor(session.ServerStopping, nil)
 	case timedOut:
 		c.CloseFor(session.SlowConsumer, err)

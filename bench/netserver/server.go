@@ -66,6 +66,7 @@ type Server struct {
 	wg    sync.WaitGroup     // connection goroutines
 
 	drainBy atomic.Int64 // Shutdown's deadline in Unix ns, 0 for none
+	cut     atomic.Bool  // a connection was closed busy at that deadline
 }
 
 // drainDeadline is when a draining connection must be done; zero for no
@@ -196,10 +197,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	select {
-	case <-s.ready:
-	case <-s.done:
+	case <-s.done: // already stopped
 		return nil
+	default:
 	}
+	<-s.ready
 	if d, ok := ctx.Deadline(); ok {
 		s.drainBy.Store(d.UnixNano())
 	}
@@ -213,6 +215,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	select {
 	case <-s.done:
+		if s.cut.Load() {
+			// The deadline cut a connection off just before ctx said so.
+			return context.DeadlineExceeded
+		}
 		return nil
 	case <-ctx.Done():
 	}
