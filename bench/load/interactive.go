@@ -47,8 +47,9 @@ type InteractiveOptions struct {
 // A line that the framing cannot carry (a fixed:N line of another length, an
 // empty raw line) is reported to Notes and skipped. At the end of In the
 // write side is shut (the server sees EOF) and the remaining replies are
-// printed until the server closes the connection or Wait passes. Cancelling
-// ctx closes the connection at once. The error is nil unless the connection
+// printed until the server closes the connection or Wait passes; if fewer
+// replies came than frames were sent, a note says so. Cancelling ctx closes
+// the connection at once. The error is nil unless the connection
 // could not be made or failed while lines were still being sent.
 func Interactive(ctx context.Context, o InteractiveOptions) error {
 	if o.Addr == "" {
@@ -77,12 +78,14 @@ func Interactive(ctx context.Context, o InteractiveOptions) error {
 	defer stop()
 
 	readDone := make(chan error, 1)
-	go func() { readDone <- printReplies(conn, o.Codec, o.Out) }()
+	var replies int // written by printReplies, read after readDone
+	go func() { readDone <- printReplies(conn, o.Codec, o.Out, &replies) }()
 
 	_, raw := o.Codec.(frame.Raw)
 	r := bufio.NewReader(o.In)
 	var out []byte
 	var sendErr error
+	sent := 0
 	for sendErr == nil {
 		line, err := r.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' {
@@ -101,13 +104,25 @@ func Interactive(ctx context.Context, o InteractiveOptions) error {
 		}
 		if _, err := conn.Write(out); err != nil {
 			sendErr = err
+			break
 		}
+		sent++
 	}
 	if sendErr == nil {
 		_ = conn.CloseWrite()
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(o.Wait))
 	rerr := <-readDone
+	if replies < sent && ctx.Err() == nil {
+		// Not an error in itself (a discard server never answers), but
+		// worth saying: a framing that does not match the server's looks
+		// exactly like this.
+		how := "the server closed the connection"
+		if errors.Is(rerr, errWaitOver) {
+			how = fmt.Sprintf("no more replies within %v", o.Wait)
+		}
+		fmt.Fprintf(o.Notes, "echoload: %d frames sent, %d replies received; %s (does -framing match the server's?)\n", sent, replies, how)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return nil
@@ -126,7 +141,7 @@ var errWaitOver = errors.New("load: wait for replies over")
 
 // printReplies decodes frames from conn and prints each on its own line
 // until the connection ends.
-func printReplies(conn net.Conn, codec frame.Codec, out io.Writer) error {
+func printReplies(conn net.Conn, codec frame.Codec, out io.Writer, replies *int) error {
 	store := make([]byte, 0, 64<<10)
 	buf := store
 	chunk := make([]byte, 64<<10)
@@ -145,6 +160,7 @@ func printReplies(conn net.Conn, codec frame.Codec, out io.Writer) error {
 			}
 			w.Write(printable(p))
 			w.WriteByte('\n')
+			*replies++
 			buf = buf[used:]
 		}
 		buf = append(store[:0], buf...) // keep a partial frame at the start

@@ -284,6 +284,17 @@ func TestInteractiveQuotesBinary(t *testing.T) {
 	}
 }
 
+// TestInteractiveWrongFraming speaks line framing to a length server, which
+// reads "hell" as a 1.7 GB length and closes: the user is told.
+func TestInteractiveWrongFraming(t *testing.T) {
+	addr := start(t, model.EventLoop, "length", nil)
+	code, stdout, stderr := runCmd(t, "hello\n", "-i", "-addr", addr, "-framing", "line")
+	want := "echoload: 1 frames sent, 0 replies received; the server closed the connection (does -framing match the server's?)"
+	if code != exitOK || stdout != "" || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want the note %q", code, stdout, stderr, want)
+	}
+}
+
 func TestInteractiveRefused(t *testing.T) {
 	code, _, stderr := runCmd(t, "hi\n", "-i", "-addr", "127.0.0.1:1")
 	if code != exitFail || !strings.HasPrefix(stderr, "echoload: ") || !strings.Contains(stderr, "refused") {
