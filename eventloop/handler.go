@@ -6,6 +6,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"echoloop/eventloop/internal/listenaddr"
 	"echoloop/eventloop/session"
 )
 
@@ -22,7 +23,7 @@ type handler struct {
 // OnBoot runs once the listener is bound, before the loops start.
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s := h.srv
-	addr, err := boundAddr(eng)
+	addr, err := listenaddr.Of(eng)
 	if err != nil {
 		s.log.Error().Err(err).Msg("cannot read the listening address")
 		return gnet.Shutdown

@@ -23,7 +23,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -245,25 +244,4 @@ func (s *Server) loopFor(el gnet.EventLoop) *loopState {
 		s.loops[el] = l
 	}
 	return l
-}
-
-// boundAddr asks the kernel which address the engine's listener is bound to,
-// which is how port 0 becomes a real port.
-func boundAddr(eng gnet.Engine) (net.Addr, error) {
-	fd, err := eng.Dup()
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		return nil, fmt.Errorf("eventloop: getsockname: %w", err)
-	}
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}, nil
-	case *syscall.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}, nil
-	}
-	return nil, fmt.Errorf("eventloop: listener has an unexpected address type %T", sa)
 }

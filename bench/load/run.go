@@ -138,9 +138,13 @@ func (l *Load) Run(ctx context.Context) (*Summary, error) {
 		timer := time.AfterFunc(time.Duration(p.windowStart-l.now()), func() {
 			cpuAt <- getRusage()
 			l.live.phase.Store("running")
+			// A harness sampling the server's counters times them by
+			// this line and the next.
+			log.Info().Int("conns", eng.open()).Msg("measuring")
 		})
 		eng.phase(p)
 		winEnd = l.now()
+		log.Info().Msg("measured")
 		if !timer.Stop() {
 			cpu0 = <-cpuAt
 		} else {

@@ -12,6 +12,8 @@ import (
 
 	"echoloop/bench/netserver"
 	"echoloop/eventloop"
+	"echoloop/eventloop/frame"
+	"echoloop/eventloop/plain"
 	"echoloop/eventloop/session"
 )
 
@@ -19,9 +21,14 @@ import (
 const (
 	EventLoop = "eventloop" // gnet, a fixed number of event loops
 	Goroutine = "goroutine" // net.Listener, one goroutine per connection
+
+	// Reference is gnet's minimal echo loop (package eventloop/plain): no
+	// framing, handler, counters or limits, only Addr and Loops apply. It is
+	// the bench's floor, not a conforming server, so Names omits it.
+	Reference = "gnet-plain"
 )
 
-// Names lists the models.
+// Names lists the models that implement echoloop's behaviour.
 func Names() []string { return []string{EventLoop, Goroutine} }
 
 // ErrUnknown means Options.Model names no model.
@@ -83,13 +90,25 @@ func New(opts Options) (Server, error) {
 			return nil, err
 		}
 		return goroutine{s}, nil
+	case Reference:
+		if err := opts.Config.Prepare(); err != nil { // the fd limit, mostly
+			return nil, err
+		}
+		s, err := plain.New(opts.Addr, opts.Loops)
+		if err != nil {
+			return nil, err
+		}
+		cfg := opts.Config
+		cfg.Codec = frame.Raw{} // it echoes bytes, whatever their framing
+		return reference{s, cfg}, nil
 	}
-	return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, opts.Model, strings.Join(Names(), ", "))
+	return nil, fmt.Errorf("%w %q (known: %s, and the bench's reference %s)", ErrUnknown, opts.Model, strings.Join(Names(), ", "), Reference)
 }
 
-// IsServerClosed reports whether err is either model's ErrServerClosed.
+// IsServerClosed reports whether err is a model's ErrServerClosed.
 func IsServerClosed(err error) bool {
-	return errors.Is(err, eventloop.ErrServerClosed) || errors.Is(err, netserver.ErrServerClosed)
+	return errors.Is(err, eventloop.ErrServerClosed) || errors.Is(err, netserver.ErrServerClosed) ||
+		errors.Is(err, plain.ErrServerClosed)
 }
 
 type eventLoop struct{ *eventloop.Server }
@@ -99,3 +118,12 @@ func (s eventLoop) Config() session.Config { return s.Options().Config }
 type goroutine struct{ *netserver.Server }
 
 func (s goroutine) Config() session.Config { return s.Options().Config }
+
+// reference has no counters: Stats is always zero.
+type reference struct {
+	*plain.Server
+	cfg session.Config
+}
+
+func (s reference) Config() session.Config { return s.cfg }
+func (reference) Stats() session.Stats     { return session.Stats{} }

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -58,6 +59,7 @@ type flags struct {
 	idle      time.Duration
 	writeTO   time.Duration
 	stopTO    time.Duration
+	metrics   string
 	logLevel  string
 	logFormat string
 }
@@ -66,7 +68,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet("echoloop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by run
-	fs.StringVar(&f.model, "model", model.EventLoop, "concurrency model: "+strings.Join(model.Names(), ", "))
+	fs.StringVar(&f.model, "model", model.EventLoop, "concurrency model: "+strings.Join(model.Names(), ", ")+
+		"; or "+model.Reference+", gnet's minimal echo loop, the bench's reference (no framing or limits)")
 	fs.StringVar(&f.addr, "addr", session.DefaultAddr, "TCP `host:port` to listen on (port 0 picks a free port)")
 	fs.StringVar(&f.framing, "framing", "line", "frame format: "+frame.Names)
 	fs.StringVar(&f.handler, "handler", "echo", "what to answer: "+strings.Join(handlers.Names(), ", "))
@@ -79,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.idle, "idle-timeout", 5*time.Minute, "close a connection silent this long; 0 = never")
 	fs.DurationVar(&f.writeTO, "write-timeout", 30*time.Second, "close a peer whose replies make no progress this long; 0 = never")
 	fs.DurationVar(&f.stopTO, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long connections may drain before they are closed")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on `host:port` at /metrics; empty = off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
 	fs.Usage = func() {} // a parse error is one line; only -h prints usage
@@ -103,6 +107,13 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if f.maxFrame.N > 1<<32-1 {
 		return nil, fmt.Errorf("-max-frame %d is over the 4 GiB a length header can announce", f.maxFrame.N)
+	}
+	if f.model == model.Reference {
+		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "idle-timeout", "write-timeout"} {
+			if set[name] {
+				return nil, fmt.Errorf("-%s does not apply to -model %s: the reference echo loop has no framing, handler or limits", name, model.Reference)
+			}
+		}
 	}
 	if set["loops"] && f.model == model.Goroutine {
 		return nil, errors.New("-loops applies to -model eventloop; the goroutine model runs on GOMAXPROCS threads (set the GOMAXPROCS environment variable)")
@@ -183,7 +194,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if srv.Addr() == nil { // failed before listening; ListenAndServe says why
 		return startFailed(stderr, f.addr, <-served)
 	}
-	logStart(log, srv, f)
+	var metricsAddr net.Addr
+	if f.metrics != "" {
+		hs, addr, err := serveMetrics(f.metrics, srv, f.model)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			<-served
+			fmt.Fprintf(stderr, "echoloop: -metrics: %v\n", err)
+			return exitFail
+		}
+		defer hs.Close()
+		metricsAddr = addr
+	}
+	logStart(log, srv, f, metricsAddr)
 
 	select {
 	case err := <-served:
@@ -219,14 +242,22 @@ func startFailed(stderr io.Writer, addr string, err error) int {
 	return exitFail
 }
 
-func logStart(log zerolog.Logger, srv model.Server, f *flags) {
+func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr) {
 	cfg := srv.Config()
-	e := log.Info().Stringer("addr", srv.Addr()).Str("model", f.model).
+	e := log.Info().Stringer("addr", srv.Addr()).Str("model", f.model)
+	if metrics != nil {
+		e = e.Str("metrics", "http://"+metrics.String()+"/metrics")
+	}
+	if f.model == model.Reference {
+		e.Int("loops", f.loops).Uint64("fd_limit", cfg.FDLimit.Cur).Str("limits", "none").Msg("listening")
+		return
+	}
+	e = e.
 		Stringer("framing", cfg.Codec).Str("handler", f.handler)
 	if cfg.Codec.String() != "raw" {
 		e = e.Int("max_frame", cfg.Codec.MaxPayload())
 	}
-	if f.model == model.EventLoop {
+	if f.model != model.Goroutine {
 		e = e.Int("loops", f.loops)
 	} else {
 		e = e.Int("gomaxprocs", runtime.GOMAXPROCS(0))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -107,7 +108,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-max-frame", "1KiB", "-framing", "raw"}, "-max-frame does not apply to -framing raw"},
 		{[]string{"-max-frame", "8", "-framing", "fixed:16"}, "exceed the max frame size 8"},
 		{[]string{"-loops", "0"}, "-loops 0: need at least 1"},
-		{[]string{"-model", "threads"}, `-model: model: unknown model "threads" (known: eventloop, goroutine)`},
+		{[]string{"-model", "threads"}, `-model: model: unknown model "threads" (known: eventloop, goroutine, and the bench's reference gnet-plain)`},
+		{[]string{"-model", "gnet-plain", "-framing", "length"}, "-framing does not apply to -model gnet-plain"},
+		{[]string{"-model", "gnet-plain", "-idle-timeout", "1m"}, "-idle-timeout does not apply to -model gnet-plain"},
 		{[]string{"-model", "goroutine", "-loops", "2"}, "-loops applies to -model eventloop"},
 		{[]string{"-log-level", "loud"}, `invalid log level "loud"`},
 		{[]string{"-log-format", "xml"}, `invalid log format "xml"`},
@@ -146,7 +149,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("-h exit %d, want 0", code)
 	}
 	for _, flag := range []string{"-addr", "-framing", "-handler", "-reply", "-max-frame", "-max-conns", "-loops", "-model",
-		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-log-level", "-log-format"} {
+		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-metrics", "-log-level", "-log-format"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("usage does not mention %s:\n%s", flag, stderr.String())
 		}
@@ -227,6 +230,48 @@ func TestServeAndStopOnSignal(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestMetrics serves metrics beside each model and reads the counters and
+// the runtime's goroutine count from them.
+func TestMetrics(t *testing.T) {
+	for _, m := range append(model.Names(), model.Reference) {
+		t.Run(m, func(t *testing.T) {
+			t.Parallel()
+			c := startChild(t, nil, "-model", m, "-addr", "127.0.0.1:0", "-metrics", "127.0.0.1:0")
+			start := waitLog(t, c.lines, "listening")
+			conn, err := net.DialTimeout("tcp", start["addr"].(string), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = conn.Write([]byte("one\ntwo\n"))
+			if _, err := io.ReadFull(conn, make([]byte, 8)); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.Get(start["metrics"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := []string{"go_goroutines ", "go_threads ", "process_resident_memory_bytes "}
+			if m != model.Reference {
+				want = append(want, `echoloop_frames_total{direction="in",model="`+m+`"} 2`,
+					`echoloop_connections_open{model="`+m+`"} 1`, `echoloop_closes_total{model="`+m+`",reason="idle"} 0`)
+			}
+			for _, w := range want {
+				if !bytes.Contains(body, []byte(w)) {
+					t.Errorf("metrics lack %q:\n%s", w, body)
+				}
+			}
+			_ = c.cmd.Process.Signal(syscall.SIGTERM)
+			if err := c.wait(); err != nil {
+				t.Fatalf("exit: %v", err)
+			}
+		})
 	}
 }
 
