@@ -22,4 +22,9 @@ type Options struct {
 
 	// LockOSThread pins each event loop to its own OS thread. Default off.
 	LockOSThread bool
+
+	// EdgeTriggered registers sockets edge-triggered: gnet then reads and
+	// writes each ready socket until EAGAIN, and no longer switches
+	// EPOLLOUT on and off as output backs up. Default off (level-triggered).
+	EdgeTriggered bool
 }

@@ -135,6 +135,7 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReadBufferCap(s.opts.ReadBufferCap),
 		gnet.WithLockOSThread(s.opts.LockOSThread),
+		gnet.WithEdgeTriggeredIO(s.opts.EdgeTriggered),
 		gnet.WithTicker(true),
 		gnet.WithLogger(gnetLogger{s.opts.Logger.With().Str("component", "gnet").Logger()}),
 	)

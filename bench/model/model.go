@@ -10,6 +10,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"echoloop/bench/netserver"
 	"echoloop/eventloop"
 	"echoloop/eventloop/frame"
@@ -66,17 +68,24 @@ type Options struct {
 	// goroutine model's parallelism is GOMAXPROCS.
 	Loops int
 
-	// ReadBufferCap is gnet's per-loop read buffer (EventLoop) or each
-	// connection's initial read buffer (Goroutine); zero means the model's
-	// default (64 KiB and 4 KiB).
+	// ReadBufferCap is gnet's per-loop read buffer (EventLoop, Reference) or
+	// each connection's initial read buffer (Goroutine); zero means the
+	// model's default (64 KiB and 4 KiB).
 	ReadBufferCap int
+
+	// LockOSThread and EdgeTriggered are gnet tuning levers (EventLoop,
+	// Reference); see eventloop.Options.
+	LockOSThread, EdgeTriggered bool
 }
 
 // New returns an unstarted server of the chosen model.
 func New(opts Options) (Server, error) {
 	switch opts.Model {
 	case "", EventLoop:
-		s, err := eventloop.New(eventloop.Options{Config: opts.Config, Loops: opts.Loops, ReadBufferCap: opts.ReadBufferCap})
+		s, err := eventloop.New(eventloop.Options{
+			Config: opts.Config, Loops: opts.Loops, ReadBufferCap: opts.ReadBufferCap,
+			LockOSThread: opts.LockOSThread, EdgeTriggered: opts.EdgeTriggered,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -84,6 +93,9 @@ func New(opts Options) (Server, error) {
 	case Goroutine:
 		if opts.Loops > 1 {
 			return nil, fmt.Errorf("%w: loops is for the eventloop model; the goroutine model uses GOMAXPROCS threads", ErrNotForModel)
+		}
+		if opts.LockOSThread || opts.EdgeTriggered {
+			return nil, fmt.Errorf("%w: lock-os-thread and edge-triggered are gnet levers", ErrNotForModel)
 		}
 		s, err := netserver.New(netserver.Options{Config: opts.Config, ReadBufferSize: opts.ReadBufferCap})
 		if err != nil {
@@ -94,7 +106,8 @@ func New(opts Options) (Server, error) {
 		if err := opts.Config.Prepare(); err != nil { // the fd limit, mostly
 			return nil, err
 		}
-		s, err := plain.New(opts.Addr, opts.Loops)
+		s, err := plain.New(opts.Addr, opts.Loops, gnet.WithReadBufferCap(opts.ReadBufferCap),
+			gnet.WithLockOSThread(opts.LockOSThread), gnet.WithEdgeTriggeredIO(opts.EdgeTriggered))
 		if err != nil {
 			return nil, err
 		}

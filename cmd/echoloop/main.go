@@ -60,6 +60,9 @@ type flags struct {
 	writeTO   time.Duration
 	stopTO    time.Duration
 	metrics   string
+	lockOS    bool
+	readBuf   cli.Size
+	edge      bool
 	logLevel  string
 	logFormat string
 }
@@ -82,6 +85,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.idle, "idle-timeout", 5*time.Minute, "close a connection silent this long; 0 = never")
 	fs.DurationVar(&f.writeTO, "write-timeout", 30*time.Second, "close a peer whose replies make no progress this long; 0 = never")
 	fs.DurationVar(&f.stopTO, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long connections may drain before they are closed")
+	fs.BoolVar(&f.lockOS, "lock-os-thread", false, "gnet lever: pin each event loop to its own OS thread")
+	fs.Var(&f.readBuf, "read-buffer", "gnet lever: `bytes` one read takes per event loop (default 64KiB)")
+	fs.BoolVar(&f.edge, "edge-triggered", false, "gnet lever: edge-triggered epoll instead of level-triggered")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on `host:port` at /metrics; empty = off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
@@ -114,6 +120,16 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 				return nil, fmt.Errorf("-%s does not apply to -model %s: the reference echo loop has no framing, handler or limits", name, model.Reference)
 			}
 		}
+	}
+	if f.model == model.Goroutine {
+		for _, name := range []string{"lock-os-thread", "edge-triggered"} {
+			if set[name] {
+				return nil, fmt.Errorf("-%s is a gnet lever: it does not apply to -model goroutine", name)
+			}
+		}
+	}
+	if f.readBuf.N > 1<<30 {
+		return nil, fmt.Errorf("-read-buffer %d is over 1 GiB", f.readBuf.N)
 	}
 	if set["loops"] && f.model == model.Goroutine {
 		return nil, errors.New("-loops applies to -model eventloop; the goroutine model runs on GOMAXPROCS threads (set the GOMAXPROCS environment variable)")
@@ -153,7 +169,10 @@ func build(f *flags, log zerolog.Logger) (model.Server, error) {
 		Addr: f.addr, Codec: codec, Handler: h, MaxConns: f.maxConns, Logger: log,
 		IdleTimeout: f.idle, MaxPending: int(f.maxPend.N), WriteTimeout: f.writeTO,
 	}
-	srv, err := model.New(model.Options{Model: f.model, Config: cfg, Loops: f.loops})
+	srv, err := model.New(model.Options{
+		Model: f.model, Config: cfg, Loops: f.loops,
+		ReadBufferCap: int(f.readBuf.N), LockOSThread: f.lockOS, EdgeTriggered: f.edge,
+	})
 	switch {
 	case errors.Is(err, session.ErrMaxConns):
 		return nil, fmt.Errorf("-max-conns: %w", err)
@@ -258,7 +277,7 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr) 
 		e = e.Int("max_frame", cfg.Codec.MaxPayload())
 	}
 	if f.model != model.Goroutine {
-		e = e.Int("loops", f.loops)
+		e = e.Int("loops", f.loops).Bool("lock_os_thread", f.lockOS).Bool("edge_triggered", f.edge)
 	} else {
 		e = e.Int("gomaxprocs", runtime.GOMAXPROCS(0))
 	}

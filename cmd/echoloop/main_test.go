@@ -122,6 +122,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-idle-timeout", "soon"}, `invalid value "soon" for flag -idle-timeout`},
 		{[]string{"-write-timeout", "-1s"}, "-write-timeout -1s is negative"},
 		{[]string{"-shutdown-timeout", "0"}, "-shutdown-timeout 0s: need a positive duration"},
+		{[]string{"-model", "goroutine", "-edge-triggered"}, "-edge-triggered is a gnet lever"},
+		{[]string{"-read-buffer", "2GiB"}, "-read-buffer 2147483648 is over 1 GiB"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
@@ -149,7 +151,8 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("-h exit %d, want 0", code)
 	}
 	for _, flag := range []string{"-addr", "-framing", "-handler", "-reply", "-max-frame", "-max-conns", "-loops", "-model",
-		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-metrics", "-log-level", "-log-format"} {
+		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-metrics", "-lock-os-thread", "-read-buffer",
+		"-edge-triggered", "-log-level", "-log-format"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("usage does not mention %s:\n%s", flag, stderr.String())
 		}

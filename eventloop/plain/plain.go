@@ -26,6 +26,7 @@ var ErrServerClosed = errors.New("plain: server closed")
 type Server struct {
 	addr  string
 	loops int
+	opts  []gnet.Option
 	ready chan struct{}
 	done  chan struct{}
 
@@ -34,12 +35,14 @@ type Server struct {
 	bound    net.Addr
 }
 
-// New returns a server for addr (host:port) with loops event loops (0 means 1).
-func New(addr string, loops int) (*Server, error) {
+// New returns a server for addr (host:port) with loops event loops (0 means
+// 1). opts are passed to gnet after the server's own, for tuning
+// experiments.
+func New(addr string, loops int, opts ...gnet.Option) (*Server, error) {
 	if loops < 0 {
 		return nil, fmt.Errorf("plain: %d loops is negative", loops)
 	}
-	return &Server{addr: addr, loops: max(loops, 1), ready: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Server{addr: addr, loops: max(loops, 1), opts: opts, ready: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 type echo struct {
@@ -72,7 +75,8 @@ func (e *echo) OnTraffic(c gnet.Conn) gnet.Action {
 func (s *Server) ListenAndServe() error {
 	defer close(s.done)
 	e := &echo{s: s}
-	err := gnet.Run(e, "tcp://"+s.addr, gnet.WithNumEventLoop(s.loops), gnet.WithReuseAddr(true))
+	opts := append([]gnet.Option{gnet.WithNumEventLoop(s.loops), gnet.WithReuseAddr(true)}, s.opts...)
+	err := gnet.Run(e, "tcp://"+s.addr, opts...)
 	if !e.booted {
 		close(s.ready)
 	}

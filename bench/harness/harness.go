@@ -1,0 +1,252 @@
+// Package harness runs echobench's comparison matrix: every server
+// configuration as its own process built from this repository, pinned to
+// the server CPUs with taskset, loaded by echoload pinned to the other CPUs,
+// with the server's CPU time, memory, threads and context switches read
+// from /proc over exactly the generator's measured window. Every reply is
+// verified by the generator; a mismatch anywhere fails the run.
+//
+// Each cell gets a fresh server process, so no cell inherits another's
+// memory or warm caches. Repetitions are the outer loop and servers the
+// inner one, so repetition k of two servers ran within seconds of each other
+// and their ratio is a same-run ratio.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"echoloop/bench/results"
+)
+
+// ErrMismatch means the generator saw replies that were not what was sent.
+var ErrMismatch = errors.New("harness: replies did not match what was sent")
+
+// Options configures a run.
+type Options struct {
+	Profile    Profile
+	Root       string // the repository to build from; must hold go.mod
+	ServerCPUs string // taskset CPU list for servers, e.g. "0"
+	LoadCPUs   string // taskset CPU list for the generator, e.g. "1"
+	Label      string
+	Command    string    // the command line, recorded for reproduction
+	Progress   io.Writer // one line per cell; nil discards
+}
+
+type harness struct {
+	opts                   Options
+	bins                   binaries
+	serverCores, loadCores int
+	progress               io.Writer
+	done, total            int
+}
+
+type binaries struct{ echoloop, echoload string }
+
+// Run builds the binaries, measures the profile's matrix and returns the
+// record. If ctx ends, the cells measured so far are returned with a note
+// and ErrInterrupted. A run with any mismatch returns ErrMismatch as well as
+// its record.
+func Run(ctx context.Context, opts Options) (*results.Run, error) {
+	h := &harness{opts: opts, progress: opts.Progress}
+	if h.progress == nil {
+		h.progress = io.Discard
+	}
+	var err error
+	if h.serverCores, err = countCPUs(opts.ServerCPUs); err != nil {
+		return nil, fmt.Errorf("harness: server CPUs: %w", err)
+	}
+	if h.loadCores, err = countCPUs(opts.LoadCPUs); err != nil {
+		return nil, fmt.Errorf("harness: load CPUs: %w", err)
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return nil, fmt.Errorf("harness: taskset (util-linux) is needed to pin processes: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "echobench-bin-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(h.progress, "building echoloop and echoload from %s\n", opts.Root)
+	if h.bins, err = build(ctx, opts.Root, dir); err != nil {
+		return nil, err
+	}
+
+	run := &results.Run{
+		Schema: results.Schema, Label: opts.Label, Profile: opts.Profile.Name, Command: opts.Command,
+		Started: time.Now().UTC(), Env: environment(opts),
+	}
+	most := maxConns(run.Env.FDLimit)
+	if most < 19000 {
+		run.Notes = append(run.Notes, fmt.Sprintf("the fd limit of %d allows %d connections per process at most: the largest cells use %d", run.Env.FDLimit, most, most))
+	} else {
+		run.Notes = append(run.Notes, fmt.Sprintf("the fd limit is %d per process: the largest cells use %d connections, leaving room for each process's own descriptors", run.Env.FDLimit, most))
+	}
+	p := opts.Profile.resolve(most)
+	run.Servers = p.Servers
+	h.total = p.cells()
+
+	err = h.measure(ctx, p, run)
+	run.Finished = time.Now().UTC()
+	if err != nil {
+		run.Notes = append(run.Notes, "interrupted: the figures cover the cells measured before it")
+		return run, err
+	}
+	var bad uint64
+	for _, c := range run.Cells {
+		bad += c.Mismatches
+	}
+	if bad > 0 {
+		return run, fmt.Errorf("%w: %d mismatches", ErrMismatch, bad)
+	}
+	return run, nil
+}
+
+func (h *harness) measure(ctx context.Context, p Profile, run *results.Run) error {
+	for rep := 1; rep <= p.Reps; rep++ {
+		capacity := map[string]float64{} // frames/s of the open-loop shape, this rep
+		for _, shape := range p.Closed {
+			for _, spec := range p.Servers {
+				if ctx.Err() != nil {
+					return ErrInterrupted
+				}
+				cell := h.runLoad(ctx, spec, results.Cell{Server: spec.Name, Kind: results.Closed,
+					Conns: shape.Conns, Size: shape.Size, Pipeline: shape.Pipeline, Rep: rep, Goroutines: -1})
+				run.Cells = append(run.Cells, cell)
+				if shape == p.Open && cell.Failed == "" {
+					capacity[spec.Name] = cell.FramesPerS
+				}
+				h.report(cell.Server, "closed "+shape.String(), rep, cell.Failed, cellLine(cell))
+			}
+		}
+		for _, frac := range p.Rates {
+			for _, spec := range p.Servers {
+				if ctx.Err() != nil {
+					return ErrInterrupted
+				}
+				cell := results.Cell{Server: spec.Name, Kind: results.Open, Conns: p.Open.Conns, Size: p.Open.Size,
+					Pipeline: p.Open.Pipeline, RateFraction: frac, Rep: rep, Goroutines: -1}
+				if c, ok := capacity[spec.Name]; ok && c > 0 {
+					cell.RateOffered = frac * c
+					cell = h.runLoad(ctx, spec, cell)
+				} else {
+					cell.Failed = "no closed-loop capacity measured for " + p.Open.String()
+				}
+				run.Cells = append(run.Cells, cell)
+				h.report(cell.Server, fmt.Sprintf("open %.0f%% of capacity", 100*frac), rep, cell.Failed, cellLine(cell))
+			}
+		}
+		for _, conns := range p.Idle {
+			for _, spec := range p.Servers {
+				if ctx.Err() != nil {
+					return ErrInterrupted
+				}
+				cell := h.runIdle(ctx, spec, conns, rep)
+				run.Idle = append(run.Idle, cell)
+				h.report(cell.Server, "idle conns="+strconv.Itoa(conns), rep, cell.Failed,
+					fmt.Sprintf("%d held, %.0f bytes/conn", cell.Held, cell.BytesPerConn))
+			}
+		}
+	}
+	return nil
+}
+
+func (h *harness) report(server, what string, rep int, failed, line string) {
+	h.done++
+	if failed != "" {
+		line = "FAILED: " + failed
+	}
+	fmt.Fprintf(h.progress, "[%d/%d] rep %d %-14s %-40s %s\n", h.done, h.total, rep, server, what, line)
+}
+
+func cellLine(c results.Cell) string {
+	s := fmt.Sprintf("%.1fk frames/s, p99 %.0f µs, server %.2f cores %.1f µs/frame, generator %.2f cores",
+		c.FramesPerS/1000, c.Latency.P99, c.ServerCPU, c.CPUPerFrameUS, c.LoadCPU)
+	if c.Mismatches > 0 {
+		s += fmt.Sprintf(", %d MISMATCHES", c.Mismatches)
+	}
+	return s
+}
+
+// maxConns is the "maximum" cell for a descriptor limit: what one process
+// can hold with a thousand descriptors to spare, in thousands.
+func maxConns(fdLimit uint64) int {
+	return max(int(fdLimit)-1000, 1000) / 1000 * 1000
+}
+
+// build compiles the server and the generator into dir.
+func build(ctx context.Context, root, dir string) (binaries, error) {
+	b := binaries{echoloop: filepath.Join(dir, "echoloop"), echoload: filepath.Join(dir, "echoload")}
+	for bin, pkg := range map[string]string{b.echoloop: "./cmd/echoloop", b.echoload: "./cmd/echoload"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("harness: go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return b, nil
+}
+
+// environment describes this machine and tree.
+func environment(opts Options) results.Env {
+	env := results.Env{
+		CPUModel: cpuModel(), Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
+		ServerCPUs: opts.ServerCPUs, LoadCPUs: opts.LoadCPUs,
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		env.Kernel = strings.TrimSpace(string(b))
+	}
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil {
+		env.FDLimit = rl.Max // the children raise their soft limit to it
+	}
+	if out, err := exec.Command("git", "-C", opts.Root, "rev-parse", "HEAD").Output(); err == nil {
+		env.Commit = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("git", "-C", opts.Root, "status", "--porcelain").Output(); err == nil {
+		env.Dirty = len(strings.TrimSpace(string(out))) > 0
+	}
+	return env
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// countCPUs counts the CPUs in a taskset list such as "0", "1-3" or "0,2".
+func countCPUs(list string) (int, error) {
+	n := 0
+	for part := range strings.SplitSeq(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return 0, fmt.Errorf("bad CPU list %q", list)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return 0, fmt.Errorf("bad CPU list %q", list)
+			}
+		}
+		n += b - a + 1
+	}
+	return n, nil
+}
