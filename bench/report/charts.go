@@ -1,0 +1,473 @@
+package report
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
+
+	"echoloop/bench/results"
+)
+
+// Chart size: 8 × 4.5 in is 768 × 432 px, about the width of a README.
+const (
+	chartW = 8 * vg.Inch
+	chartH = 4.5 * vg.Inch
+)
+
+// chart is one SVG line chart: a line per server configuration through the
+// medians, with a bar from min to max at each point.
+type chart struct {
+	file           string // relative to the report folder
+	title          string
+	xLabel, yLabel string
+	xTicks, yTicks unit // how tick labels are written
+	logX, logY     bool
+	// spanLogY turns logY on when the values span more than a factor of
+	// spanLog, so that the lowest lines are not pressed flat.
+	spanLogY bool
+	// xAt, when set, puts the x ticks at these values (the connection
+	// counts measured) rather than at round numbers.
+	xAt    []float64
+	series []series
+}
+
+// series is one server's line; a server with cells in the chart's
+// selection but no figures (all failed) has no points, and the legend
+// says so.
+type series struct {
+	server results.Server
+	pts    []point
+}
+
+type point struct {
+	X float64
+	Y results.Spread
+}
+
+// Chart files, relative to the report folder.
+func throughputFile(g group) string { return "charts/throughput-" + g.slug() + ".svg" }
+func cpuFile(g group) string        { return "charts/cpu-per-frame-" + g.slug() + ".svg" }
+func ctxswFile(g group) string      { return "charts/ctxsw-per-frame-" + g.slug() + ".svg" }
+func latencyFile(g openGroup, pct string) string {
+	return "charts/latency-" + pct + "-" + g.slug() + ".svg"
+}
+
+const idleFile = "charts/idle-memory.svg"
+
+// charts lists every chart of the run.
+func (d *data) charts() []chart {
+	var cs []chart
+	for _, g := range d.groups() {
+		x := floats(d.conns(g))
+		cs = append(cs,
+			chart{
+				file: throughputFile(g), title: "Throughput, closed loop, " + g.String(),
+				xLabel: "connections", yLabel: "frames per second",
+				xTicks: count, yTicks: count, logX: true, xAt: x,
+				series: d.closedSeries(g, framesPerS),
+			},
+			chart{
+				file: cpuFile(g), title: "Server CPU per frame, closed loop, " + g.String(),
+				xLabel: "connections", yLabel: "server CPU per frame (µs)",
+				xTicks: count, yTicks: plain, logX: true, xAt: x,
+				series: d.closedSeries(g, cpuPerFrame),
+			},
+			chart{
+				file: ctxswFile(g), title: "Context switches per frame, closed loop, " + g.String(),
+				xLabel: "connections", yLabel: "server context switches per frame",
+				xTicks: count, yTicks: plain, logX: true, xAt: x,
+				series: d.closedSeries(g, ctxswPerFrame),
+			})
+	}
+	if n := d.idleCounts(); len(n) > 0 {
+		ss, st := d.idleSeries()
+		cs = append(cs, chart{
+			file: idleFile, title: "Memory per idle connection",
+			xLabel: "idle connections", yLabel: "server RSS per connection (" + strings.TrimSpace(st.suffix) + ")",
+			xTicks: count, yTicks: plain, logX: true, xAt: floats(n), spanLogY: true,
+			series: ss,
+		})
+	}
+	for _, g := range d.openGroups() {
+		for _, p := range []struct {
+			name string
+			f    func(results.Cell) float64
+		}{{"p50", p50}, {"p99", p99}} {
+			cs = append(cs, chart{
+				file: latencyFile(g, p.name), title: p.name + " latency, open loop, " + g.String(),
+				xLabel: "offered load (frames per second)", yLabel: p.name + " latency, from intended send time",
+				xTicks: count, yTicks: micros, logY: true,
+				series: d.openSeries(g, p.f),
+			})
+		}
+	}
+	return cs
+}
+
+func floats(ns []int) []float64 {
+	xs := make([]float64, len(ns))
+	for i, n := range ns {
+		xs[i] = float64(n)
+	}
+	return xs
+}
+
+// closedSeries is f against connections in g, a series per server that
+// has figures there.
+func (d *data) closedSeries(g group, f func(results.Cell) float64) []series {
+	var ss []series
+	for _, s := range d.servers {
+		var pts []point
+		ran := false
+		for _, n := range d.conns(g) {
+			cs := d.closed[s.Name][closedKey{g, n}]
+			ran = ran || len(cs) > 0
+			if y := cellSpread(cs, f); y.N > 0 {
+				pts = append(pts, point{float64(n), y})
+			}
+		}
+		if ran {
+			ss = append(ss, series{s, pts})
+		}
+	}
+	return ss
+}
+
+// idleSeries is bytes per idle connection against connections, scaled to
+// the unit step its largest value reaches.
+func (d *data) idleSeries() ([]series, step) {
+	var ss []series
+	var top float64
+	for _, s := range d.servers {
+		var pts []point
+		for _, n := range d.idleCounts() {
+			if y := spread(idleByRep(d.idle[s.Name][n], bytesPerConn)); y.N > 0 {
+				pts = append(pts, point{float64(n), y})
+				top = math.Max(top, math.Abs(y.Max))
+			}
+		}
+		if len(d.idle[s.Name]) > 0 {
+			ss = append(ss, series{s, pts})
+		}
+	}
+	st := bytesU.pick(top)
+	for _, s := range ss {
+		for i := range s.pts {
+			y := &s.pts[i].Y
+			y.Median, y.Min, y.Max = y.Median/st.div, y.Min/st.div, y.Max/st.div
+		}
+	}
+	return ss, st
+}
+
+// openSeries is f against the offered rate (its median over the
+// repetitions) in g.
+func (d *data) openSeries(g openGroup, f func(results.Cell) float64) []series {
+	var ss []series
+	for _, s := range d.servers {
+		var pts []point
+		ran := false
+		for _, fr := range d.fractions(g) {
+			cs := d.open[s.Name][openKey{g, fr}]
+			ran = ran || len(cs) > 0
+			x, y := cellSpread(cs, offered), cellSpread(cs, f)
+			if y.N > 0 && x.N > 0 {
+				pts = append(pts, point{x.Median, y})
+			}
+		}
+		if ran {
+			slices.SortFunc(pts, func(a, b point) int { return cmp.Compare(a.X, b.X) })
+			ss = append(ss, series{s, pts})
+		}
+	}
+	return ss
+}
+
+// style is how one server configuration is drawn in every chart: a colour
+// family per model (blues for the event loop, oranges for goroutines,
+// greys for the reference) so that widths of one model read as kin, and
+// dashes for the reference floor.
+type style struct {
+	color  color.Color
+	dashes []vg.Length
+	shape  draw.GlyphDrawer
+}
+
+var (
+	eventloopColors = []color.Color{rgb(0x00, 0x72, 0xb2), rgb(0x56, 0xb4, 0xe9), rgb(0x00, 0x3f, 0x63)}
+	goroutineColors = []color.Color{rgb(0xd5, 0x5e, 0x00), rgb(0xe6, 0x9f, 0x00), rgb(0x8c, 0x3b, 0x00)}
+	referenceColors = []color.Color{rgb(0x33, 0x33, 0x33), rgb(0x88, 0x88, 0x88)}
+	otherColors     = []color.Color{rgb(0x00, 0x9e, 0x73), rgb(0xcc, 0x79, 0xa7), rgb(0x6a, 0x3d, 0x9a)}
+	shapes          = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}}
+)
+
+func rgb(r, g, b uint8) color.Color { return color.RGBA{r, g, b, 0xff} }
+
+func styles(servers []results.Server) map[string]style {
+	m := map[string]style{}
+	seen := map[string]int{}
+	for _, s := range servers {
+		family, colors := s.Model, otherColors
+		switch {
+		case s.Reference:
+			family, colors = "reference", referenceColors
+		case s.Model == "eventloop":
+			colors = eventloopColors
+		case s.Model == "goroutine":
+			colors = goroutineColors
+		}
+		i := seen[family]
+		seen[family]++
+		st := style{color: colors[i%len(colors)], shape: shapes[i%len(shapes)]}
+		if s.Reference {
+			st.dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+		}
+		m[s.Name] = st
+	}
+	return m
+}
+
+func legendName(s results.Server) string {
+	if s.Reference {
+		return s.Name + " (reference)"
+	}
+	return s.Name
+}
+
+// sans is the face of every text in the charts.
+func sans(size vg.Length) font.Font {
+	return font.From(font.Font{Typeface: "Liberation", Variant: "Sans"}, size)
+}
+
+// draw draws c and writes it as SVG to dir/c.file.
+func (c chart) draw(dir string, look map[string]style) error {
+	cv := vgsvg.New(chartW, chartH)
+	if err := c.paint(draw.New(cv), look); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if _, err := cv.WriteTo(&buf); err != nil {
+		return fmt.Errorf("report: %s: %w", c.file, err)
+	}
+	path := filepath.Join(dir, filepath.FromSlash(c.file))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// paint draws c on dc: the plot on the left, the legend to its right so
+// that it never hides a line.
+func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
+	// gonum/plot panics on data it cannot place (a log axis below zero):
+	// a chart must not cost the report of an hour-long run.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("report: %s: %v", c.file, r)
+		}
+	}()
+	if c.spanLogY && c.span() > spanLog {
+		c.logY = true
+	}
+	p := plot.New()
+	p.Title.Text = c.title
+	p.Title.TextStyle.Font = sans(13)
+	p.Title.Padding = vg.Points(8)
+	for _, a := range []*plot.Axis{&p.X, &p.Y} {
+		a.Label.TextStyle.Font = sans(11)
+		a.Tick.Label.Font = sans(10)
+	}
+	p.X.Label.Text, p.Y.Label.Text = c.xLabel, c.yLabel
+
+	legend := plot.NewLegend()
+	legend.Top, legend.Left = true, true
+	legend.TextStyle.Font = sans(10)
+	legend.Padding = vg.Points(2)
+
+	// Log axes take only positive values: leave out the points (and the
+	// bars) that would have to be drawn at or below zero.
+	var xs, ys []float64
+	var ps []plot.Plotter
+	for _, s := range c.series {
+		var xy plotter.XYs
+		var bars plotter.YErrors
+		for _, pt := range s.pts {
+			if (c.logX && pt.X <= 0) || (c.logY && pt.Y.Median <= 0) || !finite(pt.X, pt.Y.Median, pt.Y.Min, pt.Y.Max) {
+				continue
+			}
+			xy = append(xy, plotter.XY{X: pt.X, Y: pt.Y.Median})
+			lo, hi := pt.Y.Median-pt.Y.Min, pt.Y.Max-pt.Y.Median
+			if c.logY && pt.Y.Min <= 0 {
+				lo = 0
+			}
+			bars = append(bars, struct{ Low, High float64 }{lo, hi})
+			xs = append(xs, pt.X)
+			ys = append(ys, pt.Y.Median, pt.Y.Median-lo, pt.Y.Max)
+		}
+		if len(xy) == 0 {
+			legend.Add(legendName(s.server) + ": no figures")
+			continue
+		}
+		st := look[s.server.Name]
+		line, dots, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return fmt.Errorf("report: %s: %w", c.file, err)
+		}
+		line.LineStyle = draw.LineStyle{Color: st.color, Width: vg.Points(1.6), Dashes: st.dashes}
+		dots.GlyphStyle = draw.GlyphStyle{Color: st.color, Radius: vg.Points(3), Shape: st.shape}
+		ps = append(ps, line, dots)
+		if slices.ContainsFunc(bars, func(b struct{ Low, High float64 }) bool { return b.Low > 0 || b.High > 0 }) {
+			ps = append(ps, &plotter.YErrorBars{
+				XYs: xy, YErrors: bars,
+				LineStyle: draw.LineStyle{Color: st.color, Width: vg.Points(1)},
+				CapWidth:  vg.Points(5),
+			})
+		}
+		legend.Add(legendName(s.server), line, dots)
+	}
+
+	if len(xs) == 0 {
+		// Every cell failed: an empty frame that says so, not a missing file.
+		p.Title.Text += " (no figures)"
+		p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
+		p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks{}, plot.ConstantTicks{}
+	} else {
+		grid := plotter.NewGrid() // first, so that it is drawn under the lines
+		grid.Vertical.Color = rgb(0xe4, 0xe4, 0xe4)
+		grid.Horizontal.Color = rgb(0xe4, 0xe4, 0xe4)
+		p.Add(grid)
+		p.Add(ps...)
+		axis(&p.X, xs, c.logX, false, c.xTicks, c.xAt)
+		axis(&p.Y, ys, c.logY, true, c.yTicks, nil)
+	}
+
+	dc.SetColor(color.White)
+	dc.Fill(dc.Rectangle.Path())
+	lw := legend.Rectangle(dc).Size().X + vg.Points(16)
+	p.Draw(draw.Crop(dc, 0, -lw, 0, 0))
+	top := p.Title.TextStyle.Rectangle(p.Title.Text).Size().Y + p.Title.Padding + vg.Points(4)
+	legend.Draw(draw.Crop(dc, dc.Size().X-lw+vg.Points(10), 0, 0, -top))
+	return nil
+}
+
+func finite(vs ...float64) bool {
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// spanLog is the spread of values, largest ÷ smallest, past which a
+// spanLogY chart goes logarithmic.
+const spanLog = 5
+
+// span is the largest median ÷ the smallest, 0 when any is not positive.
+func (c chart) span() float64 {
+	lo, hi := math.Inf(1), 0.0
+	for _, s := range c.series {
+		for _, pt := range s.pts {
+			if pt.Y.Min <= 0 {
+				return 0
+			}
+			lo, hi = math.Min(lo, pt.Y.Median), math.Max(hi, pt.Y.Median)
+		}
+	}
+	if hi == 0 {
+		return 0
+	}
+	return hi / lo
+}
+
+// axis sets a's range around vs and its ticks. A linear axis of positive
+// values starts at zero when fromZero is set, so that heights compare
+// honestly.
+func axis(a *plot.Axis, vs []float64, log, fromZero bool, u unit, at []float64) {
+	lo, hi := slices.Min(vs), slices.Max(vs)
+	switch {
+	case log:
+		// Room for the bars' caps, or for the glyphs at the ends of a
+		// connections axis.
+		f := 1.25
+		if at != nil {
+			f = 1.5
+		}
+		a.Scale = plot.LogScale{}
+		a.Min, a.Max = lo/f, hi*f
+	case at != nil || lo < 0 || !fromZero:
+		margin := (hi - lo) * 0.08
+		if margin == 0 {
+			margin = math.Max(math.Abs(hi)*0.1, 1)
+		}
+		a.Min, a.Max = lo-margin, hi+margin
+	default:
+		a.Min, a.Max = 0, hi*1.08
+		if hi == 0 {
+			a.Max = 1
+		}
+	}
+	switch {
+	case at != nil:
+		ts := make(plot.ConstantTicks, len(at))
+		for i, v := range at {
+			ts[i] = plot.Tick{Value: v, Label: tickLabel(u, v)}
+		}
+		a.Tick.Marker = ts
+	case log:
+		a.Tick.Marker = plot.TickerFunc(func(min, max float64) []plot.Tick { return logTicks(min, max, u) })
+	default:
+		a.Tick.Marker = plot.TickerFunc(func(min, max float64) []plot.Tick {
+			ts := plot.DefaultTicks{}.Ticks(min, max)
+			for i := range ts {
+				if ts[i].Label != "" {
+					ts[i].Label = tickLabel(u, ts[i].Value)
+				}
+			}
+			return ts
+		})
+	}
+}
+
+// logTicks labels 1, 2 and 5 of each decade in [min, max] (every integer
+// multiple if that leaves fewer than two labels) and marks the others.
+func logTicks(min, max float64, u unit) []plot.Tick {
+	var ts []plot.Tick
+	labels := func(all bool) {
+		ts = ts[:0]
+		for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
+			for m := 1.0; m < 10; m++ {
+				v := m * math.Pow(10, e)
+				if v < min || v > max {
+					continue
+				}
+				t := plot.Tick{Value: v}
+				if all || m == 1 || m == 2 || m == 5 {
+					t.Label = tickLabel(u, v)
+				}
+				ts = append(ts, t)
+			}
+		}
+	}
+	labels(false)
+	if n := len(slices.DeleteFunc(slices.Clone(ts), plot.Tick.IsMinor)); n < 2 {
+		labels(true)
+	}
+	return ts
+}
