@@ -40,22 +40,23 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 // OnOpen runs on the connection's loop when gnet has accepted it.
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.srv
-	c := &conn{gc: gc, loop: s.loopFor(gc.EventLoop())}
-	c.Init(&s.opts.Config, &s.counters, gc.RemoteAddr(), asyncConn{c})
+	c := &conn{gc: gc, loop: s.loopFor(gc.EventLoop()), slot: noSlot}
+	c.Init(&s.shared)
 	gc.SetContext(c)
 	if s.stopping.Load() {
 		c.CloseFor(session.ServerStopping, nil)
 		return nil, gnet.Close
 	}
-	out := c.Open(c.loop.out[:0], s.opts.MaxConns)
+	l := c.loop
+	c.Open(c, &l.out)
 	if c.Closing() == session.ConnLimit {
 		s.rejectLog.Warn().Stringer("remote", gc.RemoteAddr()).Int("max_conns", s.opts.MaxConns).
 			Msg("connection refused: at the connection limit")
 		return nil, gnet.Close
 	}
-	c.loop.add(c)
-	c.write(out) // a greeting goes through write so its backlog is tracked
-	c.loop.keep(out)
+	l.add(c)
+	c.write(l.out) // a greeting goes through write so its backlog is tracked
+	l.reset()
 	return nil, h.action(c)
 }
 
@@ -65,11 +66,13 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*conn)
 	s := h.srv
 	buffered := gc.InboundBuffered()
-	if read := buffered - c.buffered; read > 0 {
+	if read := buffered - int(c.buffered); read > 0 {
 		s.counters.Read(read)
-		c.lastActive = c.loop.now
+		c.lastActive = int32(c.loop.now)
 	}
-	c.buffered = buffered
+	// At most a frame or MaxPending, plus one read: Config.Prepare keeps
+	// both within 1 GiB, so it fits.
+	c.buffered = int32(buffered)
 	if c.Closing() != session.Open {
 		return gnet.Close
 	}
@@ -95,15 +98,16 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		c.CloseFor(session.IOError, err)
 		return gnet.Close
 	}
-	out, used := c.Serve(in, c.loop.out[:0])
+	l := c.loop
+	used := c.Serve(c, in, &l.out)
 	if used > 0 {
-		// in dies here; out holds copies. Never Discard(0): to gnet that
+		// in dies here; l.out holds copies. Never Discard(0): to gnet that
 		// means discard everything, partial frame included.
 		_, _ = gc.Discard(used)
-		c.buffered -= used
+		c.buffered -= int32(used)
 	}
-	c.write(out)
-	c.loop.keep(out)
+	c.write(l.out)
+	l.reset()
 	if c.closed.Load() {
 		return gnet.None // the write failed and gnet has closed c
 	}
@@ -144,12 +148,12 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		// while the connection was paused, or read together with the EOF):
 		// answer them now.
 		if in, perr := gc.Peek(-1); perr == nil {
-			out, used := c.Serve(in, c.loop.out[:0])
-			if used > 0 {
+			l := c.loop
+			if used := c.Serve(c, in, &l.out); used > 0 {
 				_, _ = gc.Discard(used)
 			}
-			c.write(out)
-			c.loop.keep(out)
+			c.write(l.out)
+			l.reset()
 		}
 	}
 	if pending := gc.OutboundBuffered(); pending > 0 && c.bl != nil && flushOnClose(c, err) {
@@ -160,7 +164,7 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.bl.trim(pending)
 		s.handOff(c)
 	}
-	c.Closed(err, gc.InboundBuffered(), &s.log)
+	c.Closed(c, gc.RemoteAddr(), err, gc.InboundBuffered())
 	return gnet.None
 }
 

@@ -45,27 +45,32 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 // grown by a burst of big replies, is dropped so it does not stay pinned.
 const maxKeptOut = 1 << 20
 
-func (l *loopState) keep(out []byte) {
-	if cap(out) > maxKeptOut {
-		out = nil
+// reset empties the reply buffer for the next call, dropping it if a burst
+// grew it past maxKeptOut.
+func (l *loopState) reset() {
+	if cap(l.out) > maxKeptOut {
+		l.out = nil
 	}
-	l.out = out[:0]
+	l.out = l.out[:0]
 }
 
 // add starts tracking a new connection.
 func (l *loopState) add(c *conn) {
-	c.lastActive = l.now
+	c.lastActive = int32(l.now)
 	if l.wheel != nil {
-		l.wheel.add(c)
+		l.wheel.add(c, l.now)
 	} else {
-		l.conns.push(c)
+		l.conns.push(c, loopList)
 	}
 }
 
 // remove stops tracking a closed connection.
 func (l *loopState) remove(c *conn) {
-	if c.list != nil {
-		c.list.remove(c)
+	switch {
+	case c.slot == loopList:
+		l.conns.remove(c)
+	case c.slot >= 0:
+		l.wheel.remove(c)
 	}
 	if c.bl != nil && c.bl.paused {
 		l.unpause(c)
@@ -166,7 +171,7 @@ func (l *loopState) drained(c *conn) bool {
 	if c.bl != nil && c.bl.paused || c.gc.OutboundBuffered() > 0 {
 		return false
 	}
-	if c.buffered > 0 && c.buffered >= c.Need() {
+	if c.buffered > 0 && int(c.buffered) >= c.Need() {
 		return false // a complete frame is waiting to be served
 	}
 	unread, err := session.UnreadBytes(c.gc.Fd())

@@ -46,6 +46,7 @@ type Server struct {
 	log       zerolog.Logger
 	rejectLog zerolog.Logger
 	counters  session.Counters
+	shared    session.Shared // what every connection's session refers to
 
 	started  atomic.Bool
 	stopping atomic.Bool // refuse new connections
@@ -100,7 +101,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	log := opts.Logger.With().Str("component", "eventloop").Logger()
-	return &Server{
+	s := &Server{
 		opts:      opts,
 		log:       log,
 		rejectLog: session.RejectLogger(log),
@@ -109,7 +110,9 @@ func New(opts Options) (*Server, error) {
 		start:     time.Now(),
 		tick:      sweepInterval(opts.IdleTimeout),
 		loops:     make(map[gnet.EventLoop]*loopState),
-	}, nil
+	}
+	s.shared = session.Shared{Config: &s.opts.Config, Counters: &s.counters, Log: &s.log}
+	return s, nil
 }
 
 // Options returns the options in effect, defaults filled in.

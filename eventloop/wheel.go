@@ -1,14 +1,21 @@
 package eventloop
 
 // connList is an intrusive doubly linked list of conns. A conn is in at
-// most one list; adding and removing are O(1) and allocate nothing.
+// most one list, whose index it keeps in slot; adding and removing are O(1)
+// and allocate nothing.
 type connList struct {
 	head *conn
 	n    int
 }
 
-func (l *connList) push(c *conn) {
-	c.list, c.prev, c.next = l, nil, l.head
+// Slot values of a conn that is in no wheel slot.
+const (
+	noSlot   = -1 // in no list
+	loopList = -2 // in the loop's list (no idle timeout)
+)
+
+func (l *connList) push(c *conn, slot int32) {
+	c.slot, c.prev, c.next = slot, nil, l.head
 	if l.head != nil {
 		l.head.prev = c
 	}
@@ -25,7 +32,7 @@ func (l *connList) remove(c *conn) {
 	if c.next != nil {
 		c.next.prev = c.prev
 	}
-	c.list, c.prev, c.next = nil, nil, nil
+	c.slot, c.prev, c.next = noSlot, nil, nil
 	l.n--
 }
 
@@ -34,7 +41,7 @@ func (l *connList) remove(c *conn) {
 func (l *connList) take() *conn {
 	head := l.head
 	for c := head; c != nil; c = c.next {
-		c.list = nil
+		c.slot = noSlot
 	}
 	l.head, l.n = nil, 0
 	return head
@@ -47,6 +54,10 @@ func (l *connList) take() *conn {
 // tick comes, each conn in it is either idle (closed) or, having been active
 // since, moved to the slot of its new due tick. So an active connection is
 // looked at once per idle timeout, an idle one once.
+//
+// A conn keeps lastActive in 32 bits (wrapping after 2^32 ticks: 16 months
+// at the smallest tick of 10ms); the wheel compares ticks by difference, so
+// the wrap does not matter as long as one timeout is under 2^31 ticks.
 type wheel struct {
 	slots []connList
 	span  int64 // ticks from the last activity to closing: the timeout plus one
@@ -58,10 +69,17 @@ func newWheel(span int64, now int64) *wheel {
 	return &wheel{slots: make([]connList, span+1), span: span, swept: now}
 }
 
-// add places c according to its lastActive.
-func (w *wheel) add(c *conn) {
-	w.slots[(c.lastActive+w.span)%int64(len(w.slots))].push(c)
+// activeAt is the full tick of c's last activity, as of now.
+func activeAt(c *conn, now int64) int64 { return now - int64(int32(now)-c.lastActive) }
+
+// add places c according to its lastActive, as of now.
+func (w *wheel) add(c *conn, now int64) {
+	i := (activeAt(c, now) + w.span) % int64(len(w.slots))
+	w.slots[i].push(c, int32(i))
 }
+
+// remove takes c out of its slot.
+func (w *wheel) remove(c *conn) { w.slots[c.slot].remove(c) }
 
 // advance processes every slot from the last swept tick up to now and calls
 // expire for each conn that has been inactive for span ticks. expire is
@@ -75,10 +93,10 @@ func (w *wheel) advance(now int64, expire func(c *conn)) {
 		for c := w.slots[t%n].take(); c != nil; c = next {
 			next = c.next
 			c.prev, c.next = nil, nil
-			if c.lastActive+w.span <= now {
+			if activeAt(c, now)+w.span <= now {
 				expire(c)
 			} else {
-				w.add(c)
+				w.add(c, now)
 			}
 		}
 	}

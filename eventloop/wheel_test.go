@@ -3,18 +3,19 @@ package eventloop
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 )
 
 func TestWheel(t *testing.T) {
 	w := newWheel(5, 0) // idle after 5 ticks
 	quiet, busy := &conn{}, &conn{}
-	w.add(quiet)
-	w.add(busy)
+	w.add(quiet, 0)
+	w.add(busy, 0)
 	var expired []*conn
 	expire := func(c *conn) { expired = append(expired, c) }
 	for now := int64(1); now <= 12; now++ {
 		if now%2 == 0 {
-			busy.lastActive = now // traffic only updates lastActive
+			busy.lastActive = int32(now) // traffic only updates lastActive
 		}
 		w.advance(now, expire)
 		if now < 5 && len(expired) > 0 {
@@ -24,7 +25,7 @@ func TestWheel(t *testing.T) {
 	if len(expired) != 1 || expired[0] != quiet {
 		t.Fatalf("expired %v, want only the quiet conn", expired)
 	}
-	if busy.list == nil {
+	if busy.slot < 0 {
 		t.Fatal("the busy conn fell out of the wheel")
 	}
 }
@@ -33,8 +34,8 @@ func TestWheelCatchesUpAfterAStall(t *testing.T) {
 	w := newWheel(3, 0)
 	cs := make([]*conn, 10)
 	for i := range cs {
-		cs[i] = &conn{lastActive: int64(i % 3)}
-		w.add(cs[i])
+		cs[i] = &conn{lastActive: int32(i % 3)}
+		w.add(cs[i], 0)
 	}
 	n := 0
 	w.advance(100, func(*conn) { n++ }) // one jump far past every slot
@@ -43,16 +44,44 @@ func TestWheelCatchesUpAfterAStall(t *testing.T) {
 	}
 }
 
+// TestWheelWraps runs the 32-bit activity ticks across their wrap.
+func TestWheelWraps(t *testing.T) {
+	start := int64(1<<32 - 3)
+	w := newWheel(5, start)
+	c := &conn{lastActive: int32(start)}
+	w.add(c, start)
+	expired := false
+	for now := start + 1; now <= start+10; now++ {
+		w.advance(now, func(*conn) { expired = true })
+		if expired && now < start+5 {
+			t.Fatalf("expired at tick %d, before the timeout", now-start)
+		}
+	}
+	if !expired {
+		t.Fatal("not expired across the wrap")
+	}
+}
+
+// TestConnSize guards the per-connection cost the documentation states.
+func TestConnSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes stated for 64-bit platforms")
+	}
+	if got := unsafe.Sizeof(conn{}); got != 112 {
+		t.Errorf("conn is %d bytes, documented as 112", got)
+	}
+}
+
 func TestConnListRemove(t *testing.T) {
 	var l connList
 	a, b, c := &conn{}, &conn{}, &conn{}
-	l.push(a)
-	l.push(b)
-	l.push(c)
+	l.push(a, 7)
+	l.push(b, 7)
+	l.push(c, 7)
 	l.remove(b)
 	var got []*conn
 	each(&l, func(x *conn) { got = append(got, x) })
-	if len(got) != 2 || got[0] != c || got[1] != a || l.n != 2 || b.list != nil {
+	if len(got) != 2 || got[0] != c || got[1] != a || l.n != 2 || b.slot != noSlot || a.slot != 7 {
 		t.Fatalf("after removing the middle: %v (n=%d)", got, l.n)
 	}
 }
@@ -68,7 +97,7 @@ func BenchmarkWheelTick(b *testing.B) {
 		b.Run(fmt.Sprintf("idle/conns=%d", n), func(b *testing.B) {
 			w := newWheel(span, 0)
 			for range n {
-				w.add(&conn{})
+				w.add(&conn{}, 0)
 			}
 			now := int64(0)
 			b.ReportAllocs()
@@ -82,7 +111,7 @@ func BenchmarkWheelTick(b *testing.B) {
 		b.Run(fmt.Sprintf("active/conns=%d", n), func(b *testing.B) {
 			w := newWheel(span, 0)
 			for i := range n {
-				w.add(&conn{lastActive: int64(i % span)})
+				w.add(&conn{lastActive: int32(i % span)}, 0)
 			}
 			now := int64(0)
 			b.ReportAllocs()
@@ -92,7 +121,7 @@ func BenchmarkWheelTick(b *testing.B) {
 				now++
 				w.advance(now, func(*conn) { b.Fatal("nothing should expire") })
 				for c := w.slots[(now+1)%int64(len(w.slots))].head; c != nil; c = c.next {
-					c.lastActive = now
+					c.lastActive = int32(now)
 				}
 			}
 		})
@@ -105,7 +134,7 @@ func BenchmarkWheelTick(b *testing.B) {
 			for b.Loop() {
 				now++
 				for _, c := range cs {
-					if c.lastActive+span <= now {
+					if int64(c.lastActive)+span <= now {
 						expired++
 					}
 				}

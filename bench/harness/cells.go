@@ -32,6 +32,7 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 		return cell
 	}
 	defer srv.stop(15 * time.Second)
+	h.gomaxprocs[spec.Name] = srv.gomaxprocs
 
 	args := []string{"-addr", srv.addr, "-framing", framing, "-conns", strconv.Itoa(cell.Conns),
 		"-size", strconv.Itoa(cell.Size), "-pipeline", strconv.Itoa(cell.Pipeline),

@@ -48,6 +48,7 @@ type harness struct {
 	serverCores, loadCores int
 	progress               io.Writer
 	done, total            int
+	gomaxprocs             map[string]int // by server name, as the servers logged it
 }
 
 type binaries struct{ echoloop, echoload string }
@@ -57,7 +58,7 @@ type binaries struct{ echoloop, echoload string }
 // and ErrInterrupted. A run with any mismatch returns ErrMismatch as well as
 // its record.
 func Run(ctx context.Context, opts Options) (*results.Run, error) {
-	h := &harness{opts: opts, progress: opts.Progress}
+	h := &harness{opts: opts, progress: opts.Progress, gomaxprocs: map[string]int{}}
 	if h.progress == nil {
 		h.progress = io.Discard
 	}
@@ -97,6 +98,11 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 
 	err = h.measure(ctx, p, run)
 	run.Finished = time.Now().UTC()
+	for i, s := range run.Servers {
+		if s.GOMAXPROCS == 0 {
+			run.Servers[i].GOMAXPROCS = h.gomaxprocs[s.Name] // what the default came to
+		}
+	}
 	if err != nil {
 		run.Notes = append(run.Notes, "interrupted: the figures cover the cells measured before it")
 		return run, err

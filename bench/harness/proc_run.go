@@ -127,6 +127,7 @@ func (t *tailBuffer) String() string {
 type server struct {
 	*child
 	addr, metrics string
+	gomaxprocs    int // as it logged at start
 }
 
 // startServer runs the echoloop binary for spec and waits until it listens.
@@ -155,7 +156,8 @@ func startServer(ctx context.Context, bin, cpus string, spec results.Server) (*s
 	}
 	addr, _ := rec["addr"].(string)
 	metrics, _ := rec["metrics"].(string)
-	return &server{child: c, addr: addr, metrics: metrics}, nil
+	procs, _ := rec["gomaxprocs"].(float64)
+	return &server{child: c, addr: addr, metrics: metrics, gomaxprocs: int(procs)}, nil
 }
 
 // goroutines scrapes the server's go_goroutines gauge; -1 if it cannot.

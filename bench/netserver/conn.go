@@ -35,11 +35,19 @@ type conn struct {
 // errWoken means a read was cut short on purpose by a stop or close request.
 var errWoken = errors.New("netserver: woken")
 
+var _ handlers.Conn = (*conn)(nil)
+
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc}
-	c.Init(&s.opts.Config, &s.counters, nc.RemoteAddr(), asyncConn{c})
+	c.Init(&s.shared)
 	return c
 }
+
+// RemoteAddr implements handlers.Conn.
+func (c *conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Async implements handlers.Conn.
+func (c *conn) Async() handlers.AsyncConn { return asyncConn{c} }
 
 // interrupt asks the goroutine to drain and finish, waking it from a
 // blocking read. Safe from any goroutine.
@@ -53,7 +61,7 @@ func (c *conn) interrupt() {
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	s := c.srv
-	c.out = c.Open(c.out[:0], s.opts.MaxConns)
+	c.Open(c, &c.out)
 	if c.Closing() == session.ConnLimit {
 		s.rejectLog.Warn().Stringer("remote", c.nc.RemoteAddr()).Int("max_conns", s.opts.MaxConns).
 			Msg("connection refused: at the connection limit")
@@ -110,9 +118,8 @@ func (c *conn) serveBuffered() error {
 	if c.end-c.start < c.Need() {
 		return nil
 	}
-	var used int
-	c.out, used = c.Serve(c.buf[c.start:c.end], c.out[:0])
-	c.start += used
+	c.out = c.out[:0]
+	c.start += c.Serve(c, c.buf[c.start:c.end], &c.out)
 	return c.write()
 }
 
@@ -273,7 +280,7 @@ func (c *conn) finish(ioErr error) {
 	c.wmu.Lock()
 	c.closed.Store(true)
 	c.wmu.Unlock()
-	c.Closed(ioErr, c.end-c.start, &c.srv.log)
+	c.Closed(c, c.nc.RemoteAddr(), ioErr, c.end-c.start)
 	_ = c.nc.Close()
 }
 

@@ -54,6 +54,7 @@ type Server struct {
 	log       zerolog.Logger
 	rejectLog zerolog.Logger
 	counters  session.Counters
+	shared    session.Shared // what every connection's session refers to
 
 	started  atomic.Bool
 	stopping atomic.Bool
@@ -91,14 +92,16 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	log := opts.Logger.With().Str("component", "netserver").Logger()
-	return &Server{
+	s := &Server{
 		opts:      opts,
 		log:       log,
 		rejectLog: session.RejectLogger(log),
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 		conns:     make(map[*conn]struct{}),
-	}, nil
+	}
+	s.shared = session.Shared{Config: &s.opts.Config, Counters: &s.counters, Log: &s.log}
+	return s, nil
 }
 
 // Options returns the options in effect, defaults filled in.

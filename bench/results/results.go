@@ -51,7 +51,7 @@ type Server struct {
 	Name       string   `json:"name"`       // e.g. "eventloop-1", used by cells
 	Model      string   `json:"model"`      // eventloop, goroutine, gnet-plain
 	Loops      int      `json:"loops"`      // event loops (eventloop, gnet-plain)
-	GOMAXPROCS int      `json:"gomaxprocs"` // 0: the Go default (the CPUs allowed)
+	GOMAXPROCS int      `json:"gomaxprocs"` // set, or what the server's default came to
 	Args       []string `json:"args"`       // every flag it was started with
 	Reference  bool     `json:"reference"`  // the gnet-plain floor, not a contender
 }

@@ -27,6 +27,7 @@ import (
 
 	"echoloop/bench/model"
 	"echoloop/cmd/internal/cli"
+	"echoloop/eventloop"
 	"echoloop/eventloop/frame"
 	"echoloop/eventloop/session"
 	"echoloop/handlers"
@@ -111,8 +112,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if f.maxFrame.Given && f.framing == "raw" {
 		return nil, errors.New("-max-frame does not apply to -framing raw: a raw frame is whatever one read returns")
 	}
-	if f.maxFrame.N > 1<<32-1 {
-		return nil, fmt.Errorf("-max-frame %d is over the 4 GiB a length header can announce", f.maxFrame.N)
+	if f.maxFrame.N > session.MaxBuffer {
+		return nil, fmt.Errorf("-max-frame %d is over 1 GiB", f.maxFrame.N)
 	}
 	if f.model == model.Reference {
 		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "idle-timeout", "write-timeout"} {
@@ -140,8 +141,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	switch {
 	case f.maxPend.N < 1:
 		return nil, fmt.Errorf("-max-pending %d: need at least 1 byte", f.maxPend.N)
-	case f.maxPend.N > 1<<40:
-		return nil, fmt.Errorf("-max-pending %d is over 1 TiB", f.maxPend.N)
+	case f.maxPend.N > session.MaxBuffer:
+		return nil, fmt.Errorf("-max-pending %d is over 1 GiB", f.maxPend.N)
 	case f.idle < 0:
 		return nil, fmt.Errorf("-idle-timeout %v is negative (0 turns it off)", f.idle)
 	case f.writeTO < 0:
@@ -201,6 +202,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	srv, err := build(f, log)
 	if err != nil {
 		return usageErr(err)
+	}
+	if f.model != model.Goroutine {
+		eventloop.SpareP() // a spare P keeps the runtime from handing off a loop blocked in epoll_wait
 	}
 
 	served := make(chan error, 1)
@@ -267,6 +271,7 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr) 
 	if metrics != nil {
 		e = e.Str("metrics", "http://"+metrics.String()+"/metrics")
 	}
+	e = e.Int("gomaxprocs", runtime.GOMAXPROCS(0))
 	if f.model == model.Reference {
 		e.Int("loops", f.loops).Uint64("fd_limit", cfg.FDLimit.Cur).Str("limits", "none").Msg("listening")
 		return
@@ -278,8 +283,6 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr) 
 	}
 	if f.model != model.Goroutine {
 		e = e.Int("loops", f.loops).Bool("lock_os_thread", f.lockOS).Bool("edge_triggered", f.edge)
-	} else {
-		e = e.Int("gomaxprocs", runtime.GOMAXPROCS(0))
 	}
 	e.Int("max_conns", cfg.MaxConns).Int("max_pending", cfg.MaxPending).
 		Dur("idle_timeout", cfg.IdleTimeout).Dur("write_timeout", cfg.WriteTimeout).

@@ -17,6 +17,10 @@ const (
 	DefaultMaxPending = 4 << 20
 )
 
+// MaxBuffer bounds MaxPending and a codec's largest frame: what one
+// connection may make the server buffer stays well inside 32 bits.
+const MaxBuffer = 1 << 30
+
 // ErrMaxConns means MaxConns asks for more connections than the file
 // descriptor limit allows.
 var ErrMaxConns = errors.New("session: max conns over the file descriptor limit")
@@ -53,7 +57,7 @@ type Config struct {
 	// whose peer does not read. The event loop stops serving that
 	// connection's frames (they stay buffered) until its pending output
 	// falls to half the cap, and closes it as SlowConsumer if its unserved
-	// input passes the cap as well. The goroutine model holds no more than
+	// input passes the cap as well. At most MaxBuffer. The goroutine model holds no more than
 	// one batch of replies: its goroutine blocks in write(2) and stops
 	// reading, and TCP flow control stops the peer. Zero means
 	// DefaultMaxPending.
@@ -96,8 +100,13 @@ func (c *Config) Prepare() error {
 		return fmt.Errorf("session: write timeout %v is negative", c.WriteTimeout)
 	case c.MaxPending < 0:
 		return fmt.Errorf("session: max pending %d is negative", c.MaxPending)
+	case c.MaxPending > MaxBuffer:
+		return fmt.Errorf("session: max pending %d is over %d", c.MaxPending, MaxBuffer)
 	case c.MaxPending == 0:
 		c.MaxPending = DefaultMaxPending
+	}
+	if _, raw := c.Codec.(frame.Raw); !raw && c.Codec.MaxPayload() > MaxBuffer {
+		return fmt.Errorf("session: max frame %d is over %d", c.Codec.MaxPayload(), MaxBuffer)
 	}
 	if fc, ok := c.Handler.(handlers.FramingChecker); ok {
 		if err := fc.CheckFraming(c.Codec); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -14,12 +15,23 @@ import (
 	"echoloop/handlers"
 )
 
-func newSession(codec frame.Codec, h handlers.Handler) (*Session, *Counters) {
-	cfg := &Config{Codec: codec, Handler: h}
+// testConn is the model's side of a session for tests: no socket.
+type testConn struct{ Session }
+
+func (*testConn) RemoteAddr() net.Addr      { return nil }
+func (*testConn) Async() handlers.AsyncConn { return nil }
+
+func newSession(codec frame.Codec, h handlers.Handler) (*testConn, *Counters) {
 	counters := &Counters{}
-	s := &Session{}
-	s.Init(cfg, counters, nil, nil)
-	return s, counters
+	c := &testConn{}
+	c.Init(&Shared{Config: &Config{Codec: codec, Handler: h}, Counters: counters, Log: &zerolog.Logger{}})
+	return c, counters
+}
+
+func TestSessionSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) == 8 && unsafe.Sizeof(Session{}) != 48 {
+		t.Errorf("Session is %d bytes, documented as 48", unsafe.Sizeof(Session{}))
+	}
 }
 
 func TestServe(t *testing.T) {
@@ -45,7 +57,8 @@ func TestServe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, counters := newSession(tt.codec, handlers.Echo{})
-			out, used := s.Serve([]byte(tt.in), nil)
+			var out []byte
+			used := s.Serve(s, []byte(tt.in), &out)
 			if string(out) != tt.out || used != tt.used {
 				t.Errorf("Serve = (%q, %d), want (%q, %d)", out, used, tt.out, tt.used)
 			}
@@ -75,25 +88,27 @@ func TestBadReplyClosesAndStopsServing(t *testing.T) {
 		}
 	})
 	s, _ := newSession(frame.Line{}, h)
-	out, used := s.Serve([]byte("a\nb\n"), nil)
+	var out []byte
+	used := s.Serve(s, []byte("a\nb\n"), &out)
 	if served != 1 || len(out) != 0 || used != 2 || s.Closing() != BadReply {
 		t.Fatalf("served %d, out %q, used %d, closing %v; want 1, \"\", 2, bad reply", served, out, used, s.Closing())
 	}
 }
 
 func TestOpenAtLimit(t *testing.T) {
-	cfg := &Config{Codec: frame.Line{}, Handler: handlers.Echo{}}
 	counters := &Counters{}
-	var a, b Session
-	a.Init(cfg, counters, nil, nil)
-	b.Init(cfg, counters, nil, nil)
-	a.Open(nil, 1)
-	b.Open(nil, 1)
+	sh := &Shared{Config: &Config{Codec: frame.Line{}, Handler: handlers.Echo{}, MaxConns: 1}, Counters: counters, Log: &zerolog.Logger{}}
+	var a, b testConn
+	a.Init(sh)
+	b.Init(sh)
+	var out []byte
+	a.Open(&a, &out)
+	b.Open(&b, &out)
 	if a.Closing() != Open || b.Closing() != ConnLimit {
 		t.Fatalf("closing = %v, %v; want open, connection limit", a.Closing(), b.Closing())
 	}
-	a.Closed(io.EOF, 0, &zerolog.Logger{})
-	b.Closed(nil, 0, &zerolog.Logger{})
+	a.Closed(&a, nil, io.EOF, 0)
+	b.Closed(&b, nil, nil, 0)
 	st := counters.Snapshot()
 	if st.ConnsOpen != 0 || st.ConnsTotal != 2 || st.Closes[PeerClosed] != 1 || st.Closes[ConnLimit] != 1 {
 		t.Fatalf("stats %+v", st)
