@@ -65,8 +65,9 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*conn)
 	s := h.srv
+	prev := int(c.buffered)
 	buffered := gc.InboundBuffered()
-	if read := buffered - int(c.buffered); read > 0 {
+	if read := buffered - prev; read > 0 {
 		s.counters.Read(read)
 		c.lastActive = int32(c.loop.now)
 	}
@@ -88,23 +89,39 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 		c.loop.unpause(c)
 	}
-	if buffered < c.Need() {
-		// Not enough for the partial frame yet: skip Peek, which copies
-		// gnet's ring buffer every time it is called.
-		return gnet.None
-	}
-	in, err := gc.Peek(-1)
-	if err != nil {
-		c.CloseFor(session.IOError, err)
-		return gnet.Close
-	}
+	// A partial frame left by earlier reads sits in gnet's ring buffer, and
+	// Peek(-1) would copy all that is buffered into one slice: 64 KiB per
+	// read. When the codec knows how many bytes it needs (a length header, a
+	// fixed size), Peek just those first, until the partial frame is served
+	// and the ring is empty; the rest of the read is then served in place.
+	ring := prev // bytes still in gnet's ring buffer
 	l := c.loop
-	used := c.Serve(c, in, &l.out)
-	if used > 0 {
-		// in dies here; l.out holds copies. Never Discard(0): to gnet that
-		// means discard everything, partial frame included.
-		_, _ = gc.Discard(used)
-		c.buffered -= int32(used)
+	for c.Closing() == session.Open && int(c.buffered) >= c.Need() {
+		// Too little for the partial frame ends the loop: skip Peek, which
+		// copies gnet's ring buffer every time it is called.
+		n := -1
+		if need := c.Need(); ring > 0 && need > ring && need < int(c.buffered) {
+			n = need
+		}
+		in, err := gc.Peek(n)
+		if err != nil {
+			c.CloseFor(session.IOError, err)
+			break
+		}
+		used := c.Serve(c, in, &l.out)
+		if used > 0 {
+			// in dies here; l.out holds copies. Never Discard(0): to gnet
+			// that means discard everything, partial frame included.
+			_, _ = gc.Discard(used)
+			c.buffered -= int32(used)
+			ring = max(ring-used, 0)
+		}
+		if n < 0 {
+			break // served all there was
+		}
+		if used == 0 && c.Need() <= n {
+			ring = 0 // the codec's need was not exact: take everything next
+		}
 	}
 	c.write(l.out)
 	l.reset()

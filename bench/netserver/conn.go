@@ -23,6 +23,8 @@ type conn struct {
 
 	buf        []byte // read buffer; buf[start:end] is unconsumed input
 	start, end int
+	lastRead   int    // bytes the last read returned
+	filled     bool   // the last read filled all the free space
 	out        []byte // replies of one read, encoded
 
 	wmu      sync.Mutex
@@ -105,7 +107,9 @@ func (c *conn) read() (int, error) {
 	if c.stopReq.Load() || c.closeReq.Load() {
 		return 0, errWoken
 	}
+	free := len(c.buf) - c.end
 	n, err := c.nc.Read(c.buf[c.end:])
+	c.lastRead, c.filled = n, n == free
 	if n > 0 {
 		c.srv.counters.Read(n)
 		c.end += n
@@ -213,33 +217,43 @@ func unreadBytes(nc net.Conn) (int, error) {
 	return n, ierr
 }
 
-// makeRoom makes sure the buffer has free space and room for what the
-// partial frame needs: it moves unconsumed bytes to the front, grows the
-// buffer when a frame is larger than it, and gives a grown buffer back once
-// it is empty again.
+// maxReadBuffer is the most a busy connection's read buffer grows to for
+// throughput: gnet's read size, so both models read as much per system call.
+const maxReadBuffer = 64 << 10
+
+// makeRoom prepares the buffer for the next read. It sizes the buffer to the
+// traffic: a read that filled all the free space doubles it (up to
+// maxReadBuffer), so a busy connection makes few large reads; once the
+// buffer is empty after a small read it goes back to the initial size, so an
+// idle connection holds only that. A frame larger than the buffer grows it to
+// what the frame needs. Unconsumed bytes are moved to the front.
 func (c *conn) makeRoom() {
 	initial := c.srv.opts.ReadBufferSize
+	size := len(c.buf)
+	switch {
+	case c.filled && size < maxReadBuffer:
+		size = min(2*size, maxReadBuffer)
+	case c.start == c.end && size > initial && c.lastRead < size/8:
+		size = initial
+	}
 	if c.start == c.end {
 		c.start, c.end = 0, 0
-		if len(c.buf) > initial && len(c.buf) > 64<<10 {
-			c.buf = make([]byte, initial)
-		}
 	}
 	need := max(c.Need(), 1)
-	if c.end < len(c.buf) && c.start+need <= len(c.buf) {
-		return
-	}
+	size = max(size, need) // the codec caps need, so this is bounded by the max frame
 	pending := c.end - c.start
-	if need <= len(c.buf) && pending < len(c.buf) {
+	switch {
+	case size != len(c.buf):
+		resized := make([]byte, size)
+		copy(resized, c.buf[c.start:c.end])
+		c.buf = resized
+	case c.end < len(c.buf) && c.start+need <= len(c.buf):
+		return // room enough where it is
+	default:
 		copy(c.buf, c.buf[c.start:c.end])
-	} else {
-		// The codec caps need (header plus max payload for length,
-		// max+1 for line), so growth is bounded by the max frame size.
-		grown := make([]byte, max(need, 2*len(c.buf)))
-		copy(grown, c.buf[c.start:c.end])
-		c.buf = grown
 	}
 	c.start, c.end = 0, pending
+	c.filled = false
 }
 
 // write sends the replies collected in out with one write. A peer that does
