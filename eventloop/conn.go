@@ -15,7 +15,7 @@ import (
 // handlers.Conn the handler sees. Apart from closed, every field is touched
 // only on the connection's event loop. It is 112 bytes on 64-bit platforms:
 // beside gnet's own per-connection state, it is what echoloop costs per
-// idle connection, so fields are narrow and rare state is behind bl.
+// idle connection, so fields are narrow and rare state is behind pointers.
 type conn struct {
 	session.Session
 	gc   gnet.Conn
@@ -27,7 +27,7 @@ type conn struct {
 	buffered   int32 // inbound bytes left buffered by the last OnTraffic
 
 	closed atomic.Bool // set on the loop in OnClose, read by asyncConn
-	bl     *backlog    // set while gnet holds unsent replies for c
+	paused *pauseState // set while c is paused: see loopState.pause
 }
 
 var _ handlers.Conn = (*conn)(nil)
@@ -39,53 +39,24 @@ func (c *conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
 // does not allocate.
 func (c *conn) Async() handlers.AsyncConn { return asyncConn{c} }
 
-// backlog is what a connection with unsent replies needs. It is allocated
-// only when gnet could not write everything at once, so an idle or
-// keeping-up connection does not pay for it.
-type backlog struct {
-	// shadow is a copy of the bytes gnet holds unsent for the connection.
-	// gnet's outbound buffer is FIFO, so those bytes are always the last
-	// OutboundBuffered() bytes written; if gnet closes the connection with
-	// them unsent (a half-close), the server can still deliver them.
-	shadow []byte
-
-	paused       bool  // over MaxPending: frames are left unserved
+// pauseState is what a paused connection needs: one whose peer does not
+// read, so that more than MaxPending reply bytes wait in gnet's outbound
+// buffer. It is allocated only while the connection is paused.
+type pauseState struct {
 	lastPending  int   // OutboundBuffered at the last check
 	lastProgress int64 // server clock (ns) when pending output last shrank
 }
 
-// trim drops from the shadow what gnet has written since, keeping pending
-// bytes.
-func (b *backlog) trim(pending int) {
-	if extra := len(b.shadow) - pending; extra > 0 {
-		b.shadow = b.shadow[extra:]
-	}
-}
-
 // write hands out to gnet, which writes what the socket takes now and
-// buffers the rest, and keeps the shadow of anything left unsent. When gnet
-// fails the write it closes the connection itself, OnClose included, before
-// Write returns.
+// buffers the rest. When gnet fails the write it closes the connection
+// itself, OnClose included, before Write returns.
 func (c *conn) write(out []byte) {
 	if len(out) == 0 {
 		return
 	}
-	if _, err := c.gc.Write(out); err != nil {
-		return
+	if _, err := c.gc.Write(out); err == nil {
+		c.CountWritten(len(out))
 	}
-	c.CountWritten(len(out))
-	pending := c.gc.OutboundBuffered()
-	if pending == 0 {
-		if c.bl != nil && !c.bl.paused {
-			c.bl = nil
-		}
-		return
-	}
-	if c.bl == nil {
-		c.bl = &backlog{}
-	}
-	c.bl.shadow = append(c.bl.shadow, out...)
-	c.bl.trim(pending)
 }
 
 // asyncConn is the handlers.AsyncConn of a conn. It is a single pointer, so
@@ -96,8 +67,8 @@ var _ handlers.AsyncConn = asyncConn{}
 
 func (a asyncConn) ID() uint64 { return a.c.ID() }
 
-// Send encodes payload on the calling goroutine and has the loop write it,
-// through the same path as replies so the backlog stays exact.
+// Send encodes payload on the calling goroutine and has the loop write it
+// after the replies already queued.
 func (a asyncConn) Send(payload []byte) error {
 	if a.c.closed.Load() {
 		return handlers.ErrClosed

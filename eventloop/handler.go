@@ -55,7 +55,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	l.add(c)
-	c.write(l.out) // a greeting goes through write so its backlog is tracked
+	c.write(l.out)
 	l.reset()
 	return nil, h.action(c)
 }
@@ -77,7 +77,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.Closing() != session.Open {
 		return gnet.Close
 	}
-	if c.bl != nil && c.bl.paused {
+	if c.paused != nil {
 		if gc.OutboundBuffered() > s.opts.MaxPending/2 {
 			// The peer is still not reading its replies. gnet cannot stop
 			// reading, so bound what piles up on this side too.
@@ -173,13 +173,18 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 			l.reset()
 		}
 	}
-	if pending := gc.OutboundBuffered(); pending > 0 && c.bl != nil && flushOnClose(c, err) {
+	if gc.OutboundBuffered() > 0 && flushOnClose(c, err) {
 		// gnet makes one non-blocking attempt to write pending replies and
 		// then closes; a peer that has half-closed and is still reading
 		// would lose the rest. Hand them to a goroutine that writes them
 		// out on a duplicate of the socket.
-		c.bl.trim(pending)
-		s.handOff(c)
+		if pending, ok := pendingOutput(gc); ok {
+			s.handOff(c, pending)
+		} else {
+			s.handOffOnce.Do(func() {
+				s.log.Warn().Msg("gnet's outbound buffer is out of reach: replies pending when a peer half-closes may be lost")
+			})
+		}
 	}
 	c.Closed(c, gc.RemoteAddr(), err, gc.InboundBuffered())
 	return gnet.None

@@ -27,14 +27,13 @@ type handOff struct {
 	done bool     // closed by Shutdown before it started
 }
 
-// handOff arranges for c's unsent replies (the backlog shadow) to be
-// written after gnet has closed its descriptor: it duplicates the socket
-// now, and once gnet's own last write attempt is over (a task queued behind
-// this close) works out how much of the shadow that attempt wrote and gives
-// the rest to a goroutine. The socket counts as an open connection until
-// then, since it holds a descriptor.
-func (s *Server) handOff(c *conn) {
-	data := c.bl.shadow
+// handOff arranges for c's unsent replies, data (a copy of gnet's outbound
+// buffer), to be written after gnet has closed its descriptor: it
+// duplicates the socket now, and once gnet's own last write attempt is over
+// (a task queued behind this close) works out how much of data that attempt
+// wrote and gives the rest to a goroutine. The socket counts as an open
+// connection until then, since it holds a descriptor.
+func (s *Server) handOff(c *conn, data []byte) {
 	before, err := bytesWritten(c.gc.Fd())
 	if err != nil {
 		return

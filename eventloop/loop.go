@@ -72,7 +72,7 @@ func (l *loopState) remove(c *conn) {
 	case c.slot >= 0:
 		l.wheel.remove(c)
 	}
-	if c.bl != nil && c.bl.paused {
+	if c.paused != nil {
 		l.unpause(c)
 	}
 }
@@ -88,15 +88,13 @@ func (l *loopState) each(fn func(c *conn)) {
 
 // pause stops serving c's frames until its pending output drains.
 func (l *loopState) pause(c *conn, pending int) {
-	c.bl.paused = true
-	c.bl.lastPending = pending
-	c.bl.lastProgress = l.srv.clock()
+	c.paused = &pauseState{lastPending: pending, lastProgress: l.srv.clock()}
 	l.paused = append(l.paused, c)
 	l.srv.paused.Add(1)
 }
 
 func (l *loopState) unpause(c *conn) {
-	c.bl.paused = false
+	c.paused = nil
 	for i, p := range l.paused {
 		if p == c {
 			last := len(l.paused) - 1
@@ -140,14 +138,13 @@ func (l *loopState) checkPaused() {
 	for i := len(l.paused) - 1; i >= 0; i-- {
 		c := l.paused[i]
 		pending := c.gc.OutboundBuffered()
-		c.bl.trim(pending)
 		switch {
 		case pending <= s.opts.MaxPending/2:
 			l.unpause(c)
 			_ = c.gc.Wake(nil) // serve what was left buffered
-		case pending < c.bl.lastPending:
-			c.bl.lastPending, c.bl.lastProgress = pending, now
-		case s.opts.WriteTimeout > 0 && time.Duration(now-c.bl.lastProgress) >= s.opts.WriteTimeout:
+		case pending < c.paused.lastPending:
+			c.paused.lastPending, c.paused.lastProgress = pending, now
+		case s.opts.WriteTimeout > 0 && time.Duration(now-c.paused.lastProgress) >= s.opts.WriteTimeout:
 			l.closeFor(c, session.SlowConsumer)
 		}
 	}
@@ -168,7 +165,7 @@ func (l *loopState) drain(force bool) {
 }
 
 func (l *loopState) drained(c *conn) bool {
-	if c.bl != nil && c.bl.paused || c.gc.OutboundBuffered() > 0 {
+	if c.paused != nil || c.gc.OutboundBuffered() > 0 {
 		return false
 	}
 	if c.buffered > 0 && int(c.buffered) >= c.Need() {

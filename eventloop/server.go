@@ -66,8 +66,9 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loopState
 
-	handOffs  handOffs
-	handOffWG sync.WaitGroup
+	handOffs    handOffs
+	handOffWG   sync.WaitGroup
+	handOffOnce sync.Once // the warning that hand-offs cannot work
 }
 
 // fastTick is the sweep interval while connections are paused or the server

@@ -9,7 +9,7 @@ import (
 // bytesWritten is how many bytes the application has written into a TCP
 // socket so far: those the peer acknowledged plus those still queued
 // (SIOCOUTQ). Its growth across gnet's last write attempt tells how much of
-// the backlog that attempt wrote.
+// the pending replies that attempt wrote.
 func bytesWritten(fd int) (int64, error) {
 	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {

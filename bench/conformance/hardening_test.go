@@ -206,7 +206,7 @@ func TestGracefulDrain(t *testing.T) {
 }
 
 // TestShutdownDeadline keeps a connection busy past the shutdown deadline
-// (it sends megabytes and reads none of its replies, so they can never be
+// (it sends 8 MiB and reads none of its replies, so they can never all be
 // flushed): it is closed with reason "shutdown" and Shutdown reports the
 // deadline.
 func TestShutdownDeadline(t *testing.T) {
@@ -217,13 +217,15 @@ func TestShutdownDeadline(t *testing.T) {
 		go func() {
 			chunk, _ := frame.Length{}.Append(nil, bytes.Repeat([]byte("b"), 64<<10))
 			_ = conn.SetWriteDeadline(time.Now().Add(servertest.IOTimeout))
-			for range 64 { // 4 MiB
+			for range 128 { // 8 MiB: more than the server can pass to the kernel
 				if _, err := conn.Write(chunk); err != nil {
 					return
 				}
 			}
 		}()
-		servertest.Eventually(t, "replies to back up", func() bool { return srv.Stats().BytesOut > 1<<20 })
+		// Earlier, a shutdown could find the connection momentarily drained,
+		// which is correct but not what this test is about.
+		waitStuck(t, srv, 1<<20)
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -274,6 +276,11 @@ func TestHalfClose(t *testing.T) {
 				if err := conn.CloseWrite(); err != nil {
 					t.Fatal(err)
 				}
+				// Read nothing until the server has taken in all it will:
+				// only then are replies sure to be waiting when it sees the
+				// EOF (the event loop reads it all; the goroutine model
+				// blocks writing once the kernel's buffers are full).
+				waitStuck(t, srv, 1)
 				got, err := io.ReadAll(readerWithDeadline(conn))
 				if err != nil {
 					t.Fatalf("read after half-close: %v (got %d of %d bytes)", err, len(got), want)

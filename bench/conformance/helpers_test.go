@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -172,4 +173,19 @@ func exchange(t *testing.T, conn net.Conn, codec frame.Codec, payloads [][]byte,
 	if err := <-wrote; err != nil {
 		t.Fatalf("write: %v", err)
 	}
+}
+
+// waitStuck waits until srv has read at least atLeast bytes and then stopped
+// reading for 300ms: every byte its peers sent has been taken in, or it is
+// blocked on replies nobody reads.
+func waitStuck(t *testing.T, srv model.Server, atLeast int64) {
+	t.Helper()
+	var last int64
+	changed := time.Now()
+	servertest.Eventually(t, "the server to stop taking input", func() bool {
+		if in := srv.Stats().BytesIn; in != last {
+			last, changed = in, time.Now()
+		}
+		return last >= atLeast && time.Since(changed) > 300*time.Millisecond
+	})
 }

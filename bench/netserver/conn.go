@@ -23,7 +23,7 @@ type conn struct {
 
 	buf        []byte // read buffer; buf[start:end] is unconsumed input
 	start, end int
-	lastRead   int    // bytes the last read returned
+	smallReads int    // reads in a row that used under an eighth of the buffer
 	filled     bool   // the last read filled all the free space
 	out        []byte // replies of one read, encoded
 
@@ -109,7 +109,12 @@ func (c *conn) read() (int, error) {
 	}
 	free := len(c.buf) - c.end
 	n, err := c.nc.Read(c.buf[c.end:])
-	c.lastRead, c.filled = n, n == free
+	c.filled = n == free
+	if n < len(c.buf)/8 {
+		c.smallReads++
+	} else {
+		c.smallReads = 0
+	}
 	if n > 0 {
 		c.srv.counters.Read(n)
 		c.end += n
@@ -221,19 +226,25 @@ func unreadBytes(nc net.Conn) (int, error) {
 // throughput: gnet's read size, so both models read as much per system call.
 const maxReadBuffer = 64 << 10
 
+// shrinkAfter is how many small reads in a row give a grown buffer back: one
+// small read is often just the tail of a frame.
+const shrinkAfter = 16
+
 // makeRoom prepares the buffer for the next read. It sizes the buffer to the
 // traffic: a read that filled all the free space doubles it (up to
-// maxReadBuffer), so a busy connection makes few large reads; once the
-// buffer is empty after a small read it goes back to the initial size, so an
-// idle connection holds only that. A frame larger than the buffer grows it to
-// what the frame needs. Unconsumed bytes are moved to the front.
+// maxReadBuffer), so a busy connection makes few large reads; once it is
+// empty after shrinkAfter reads in a row that used under an eighth of it, it
+// goes back to the initial size. A connection that never got busy holds the
+// initial size; one that was busy keeps its buffer until it has been quiet
+// for those reads. A frame larger than the buffer grows it to what the frame
+// needs. Unconsumed bytes are moved to the front.
 func (c *conn) makeRoom() {
 	initial := c.srv.opts.ReadBufferSize
 	size := len(c.buf)
 	switch {
 	case c.filled && size < maxReadBuffer:
 		size = min(2*size, maxReadBuffer)
-	case c.start == c.end && size > initial && c.lastRead < size/8:
+	case c.start == c.end && size > initial && c.smallReads >= shrinkAfter:
 		size = initial
 	}
 	if c.start == c.end {
@@ -254,6 +265,9 @@ func (c *conn) makeRoom() {
 	}
 	c.start, c.end = 0, pending
 	c.filled = false
+	if size != len(c.buf) || c.smallReads >= shrinkAfter {
+		c.smallReads = 0
+	}
 }
 
 // write sends the replies collected in out with one write. A peer that does
