@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +50,8 @@ type harness struct {
 	progress               io.Writer
 	done, total            int
 	gomaxprocs             map[string]int // by server name, as the servers logged it
+	baseTCPMem             int64          // kernel TCP pages in use when the run began
+	unsettled              int            // cells started before the kernel settled
 }
 
 type binaries struct{ echoloop, echoload string }
@@ -95,9 +98,16 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 	p := opts.Profile.resolve(most)
 	run.Servers = p.Servers
 	h.total = p.cells()
+	if st, err := readTCPState(); err == nil {
+		h.baseTCPMem = st.mem
+	}
 
 	err = h.measure(ctx, p, run)
 	run.Finished = time.Now().UTC()
+	run.Notes = append(run.Notes, "before each cell the harness waits for the kernel to finish with the previous cell's sockets (no orphans, TCP memory back to its level at the start), and each repetition starts with a different server, so no server always follows a heavy cell")
+	if h.unsettled > 0 {
+		run.Notes = append(run.Notes, fmt.Sprintf("%d cells started after %v without the kernel settling", h.unsettled, settleLimit))
+	}
 	for i, s := range run.Servers {
 		if s.GOMAXPROCS == 0 {
 			run.Servers[i].GOMAXPROCS = h.gomaxprocs[s.Name] // what the default came to
@@ -120,10 +130,13 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 func (h *harness) measure(ctx context.Context, p Profile, run *results.Run) error {
 	for rep := 1; rep <= p.Reps; rep++ {
 		capacity := map[string]float64{} // frames/s of the open-loop shape, this rep
+		// Rotate the order each repetition: whichever server runs first
+		// after a shape change meets the kernel in another state.
+		order := slices.Concat(p.Servers[(rep-1)%len(p.Servers):], p.Servers[:(rep-1)%len(p.Servers)])
 		for _, shape := range p.Closed {
-			for _, spec := range p.Servers {
-				if ctx.Err() != nil {
-					return ErrInterrupted
+			for _, spec := range order {
+				if err := h.ready(ctx); err != nil {
+					return err
 				}
 				cell := h.runLoad(ctx, spec, results.Cell{Server: spec.Name, Kind: results.Closed,
 					Conns: shape.Conns, Size: shape.Size, Pipeline: shape.Pipeline, Rep: rep, Goroutines: -1})
@@ -135,9 +148,9 @@ func (h *harness) measure(ctx context.Context, p Profile, run *results.Run) erro
 			}
 		}
 		for _, frac := range p.Rates {
-			for _, spec := range p.Servers {
-				if ctx.Err() != nil {
-					return ErrInterrupted
+			for _, spec := range order {
+				if err := h.ready(ctx); err != nil {
+					return err
 				}
 				cell := results.Cell{Server: spec.Name, Kind: results.Open, Conns: p.Open.Conns, Size: p.Open.Size,
 					Pipeline: p.Open.Pipeline, RateFraction: frac, Rep: rep, Goroutines: -1}
@@ -152,9 +165,9 @@ func (h *harness) measure(ctx context.Context, p Profile, run *results.Run) erro
 			}
 		}
 		for _, conns := range p.Idle {
-			for _, spec := range p.Servers {
-				if ctx.Err() != nil {
-					return ErrInterrupted
+			for _, spec := range order {
+				if err := h.ready(ctx); err != nil {
+					return err
 				}
 				cell := h.runIdle(ctx, spec, conns, rep)
 				run.Idle = append(run.Idle, cell)
@@ -162,6 +175,21 @@ func (h *harness) measure(ctx context.Context, p Profile, run *results.Run) erro
 					fmt.Sprintf("%d held, %.0f bytes/conn", cell.Held, cell.BytesPerConn))
 			}
 		}
+	}
+	return nil
+}
+
+// ready waits for the kernel to settle before a cell, and says whether the
+// run may go on.
+func (h *harness) ready(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return ErrInterrupted
+	}
+	if _, ok := h.settle(ctx); !ok {
+		if ctx.Err() != nil {
+			return ErrInterrupted
+		}
+		h.unsettled++
 	}
 	return nil
 }

@@ -29,3 +29,13 @@ func TestSampleProc(t *testing.T) {
 		t.Errorf("implausible sample %+v", b)
 	}
 }
+
+func TestReadTCPState(t *testing.T) {
+	st, err := readTCPState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.mem < 0 || st.orphans < 0 {
+		t.Errorf("implausible TCP state %+v", st)
+	}
+}

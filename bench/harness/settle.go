@@ -1,0 +1,72 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// tcpState is the kernel's TCP accounting from /proc/net/sockstat.
+type tcpState struct {
+	orphans int64 // closed sockets still draining their send queues
+	mem     int64 // pages of memory TCP holds
+}
+
+func readTCPState() (tcpState, error) {
+	f, err := os.Open("/proc/net/sockstat")
+	if err != nil {
+		return tcpState{}, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "TCP: ")
+		if !ok {
+			continue
+		}
+		var st tcpState
+		fields := strings.Fields(rest)
+		for i := 0; i+1 < len(fields); i += 2 {
+			n, _ := strconv.ParseInt(fields[i+1], 10, 64)
+			switch fields[i] {
+			case "orphan":
+				st.orphans = n
+			case "mem":
+				st.mem = n
+			}
+		}
+		return st, nil
+	}
+	return tcpState{}, fmt.Errorf("harness: no TCP line in /proc/net/sockstat")
+}
+
+// settleLimit bounds the wait for the kernel to settle between cells.
+const settleLimit = 60 * time.Second
+
+// settle waits until the kernel has finished with the previous cell's
+// sockets: no orphaned socket still draining, and TCP memory back near what
+// it was when the run began. Otherwise the next cell pays for the last
+// one's teardown (the first server after a 10,000-connection cell measured
+// up to 2.5 times the CPU per frame it does on a quiet kernel). It returns
+// how long it waited, and false if it gave up.
+func (h *harness) settle(ctx context.Context) (time.Duration, bool) {
+	start := time.Now()
+	for {
+		st, err := readTCPState()
+		if err != nil || st.orphans == 0 && st.mem <= h.baseTCPMem+256 {
+			return time.Since(start), err == nil
+		}
+		if time.Since(start) > settleLimit {
+			return time.Since(start), false
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
