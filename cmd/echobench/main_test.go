@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -90,4 +91,69 @@ func TestQuickProfile(t *testing.T) {
 	if !bytes.Contains(rep, []byte("The loop held up.")) {
 		t.Error("the rewritten report lacks the reading")
 	}
+}
+
+// cancelOnFirstCell cancels a run once its first cell is reported, the way
+// a Ctrl-C would land in the middle of a run.
+type cancelOnFirstCell struct {
+	cancel context.CancelFunc
+	buf    bytes.Buffer
+}
+
+func (w *cancelOnFirstCell) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("[1/")) {
+		w.cancel()
+	}
+	return w.buf.Write(p)
+}
+
+// TestInterrupt stops a run after its first cell: what was measured is
+// written with a note, the exit status is 1, and no child process is left.
+func TestInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 {
+		t.Skip("needs taskset and two CPUs")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &cancelOnFirstCell{cancel: cancel}
+	code := run(ctx, []string{"-profile", "quick", "-out", dir}, w)
+	if code != exitFail || !strings.Contains(w.buf.String(), "interrupted") {
+		t.Fatalf("exit %d, want 1 and a word on the interruption:\n%s", code, w.buf.String())
+	}
+	res, err := results.Load(filepath.Join(dir, "raw.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) == 0 || len(res.Cells) >= 6 || !strings.Contains(strings.Join(res.Notes, " "), "interrupted") {
+		t.Errorf("raw.json after an interruption: %d cells, notes %q", len(res.Cells), res.Notes)
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Errorf("child processes left running: %v", kids)
+	}
+}
+
+// children lists the processes whose parent is this one.
+func children(t *testing.T) []string {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var kids []string
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
+			kids = append(kids, string(b[:i+1]))
+		}
+	}
+	return kids
 }
