@@ -133,6 +133,9 @@ func (s *Server) ListenAndServe() error {
 		return ErrServerClosed
 	}
 	h := &handler{srv: s}
+	glog := s.opts.Logger.With().Str("component", "gnet").Logger()
+	addGnetLog(&glog)
+	defer removeGnetLog(&glog)
 	err := gnet.Run(h, "tcp://"+s.opts.Addr,
 		gnet.WithNumEventLoop(s.opts.Loops),
 		gnet.WithReuseAddr(true),
@@ -141,7 +144,7 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithLockOSThread(s.opts.LockOSThread),
 		gnet.WithEdgeTriggeredIO(s.opts.EdgeTriggered),
 		gnet.WithTicker(true),
-		gnet.WithLogger(gnetLogger{s.opts.Logger.With().Str("component", "gnet").Logger()}),
+		gnet.WithLogger(gnetLogger{}),
 	)
 	if !h.booted {
 		close(s.ready)
@@ -202,6 +205,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-s.done:
+			s.handOffWG.Wait()
 			return nil
 		case <-wait.C:
 		}
