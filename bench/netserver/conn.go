@@ -27,6 +27,11 @@ type conn struct {
 	filled     bool   // the last read filled all the free space
 	out        []byte // replies of one read, encoded
 
+	// While a burst lasts, buf and out are buffers lent from burstBuffers,
+	// and the connection's own are kept here; see makeRoom and settle.
+	lentIn, lentOut *[]byte
+	ownIn, ownOut   []byte
+
 	wmu      sync.Mutex
 	closed   atomic.Bool // the socket is closed; AsyncConn refuses
 	stopReq  atomic.Bool // Shutdown asked the goroutine to drain and finish
@@ -122,12 +127,20 @@ func (c *conn) read() (int, error) {
 	return n, err
 }
 
-// serveBuffered answers every complete frame buffered, if there is one.
+// serveBuffered answers every complete frame buffered, if there is one,
+// and gives lent buffers back once a burst is over.
 func (c *conn) serveBuffered() error {
+	defer c.settle()
 	if c.end-c.start < c.Need() {
 		return nil
 	}
 	c.out = c.out[:0]
+	if c.lentIn != nil && c.lentOut == nil {
+		// A burst's replies are as large as its reads: collect them in a
+		// lent buffer too.
+		c.lentOut = burstBuffers.Get().(*[]byte)
+		c.ownOut, c.out = c.out, (*c.lentOut)[:0]
+	}
 	c.start += c.Serve(c, c.buf[c.start:c.end], &c.out)
 	return c.write()
 }
@@ -222,28 +235,45 @@ func unreadBytes(nc net.Conn) (int, error) {
 	return n, ierr
 }
 
-// maxReadBuffer is the most a busy connection's read buffer grows to for
-// throughput: gnet's read size, so both models read as much per system call.
-const maxReadBuffer = 64 << 10
+// Read buffers adapt to the traffic in two tiers. A connection's own buffer
+// starts at ReadBufferSize and doubles on every read that fills it, up to
+// maxOwnBuffer, which it keeps until it has been quiet for shrinkAfter reads.
+// A read that fills even that starts a burst: the connection borrows a
+// burstSize buffer (gnet's read size, so both models read as much per system
+// call) from burstBuffers for its reads and another for its replies, and
+// gives both back as soon as a read leaves the buffer part empty, which
+// means the socket is drained. Memory then follows the connections moving
+// data at this moment, not every connection that ever did: 10,000
+// connections each keeping 64 KiB to read and 64 KiB of replies would hold
+// 1.25 GiB, and the garbage collector would scan it.
+const (
+	maxOwnBuffer = 8 << 10
+	burstSize    = 64 << 10
+)
+
+// burstBuffers holds *[]byte of burstSize bytes.
+var burstBuffers = sync.Pool{New: func() any {
+	b := make([]byte, burstSize)
+	return &b
+}}
 
 // shrinkAfter is how many small reads in a row give a grown buffer back: one
 // small read is often just the tail of a frame.
 const shrinkAfter = 16
 
-// makeRoom prepares the buffer for the next read. It sizes the buffer to the
-// traffic: a read that filled all the free space doubles it (up to
-// maxReadBuffer), so a busy connection makes few large reads; once it is
-// empty after shrinkAfter reads in a row that used under an eighth of it, it
-// goes back to the initial size. A connection that never got busy holds the
-// initial size; one that was busy keeps its buffer until it has been quiet
-// for those reads. A frame larger than the buffer grows it to what the frame
+// makeRoom prepares the buffer for the next read: it grows or shrinks the
+// connection's own buffer, or starts a burst (see maxOwnBuffer). A frame
+// larger than the buffer gets a buffer of its own, as large as the frame
 // needs. Unconsumed bytes are moved to the front.
 func (c *conn) makeRoom() {
 	initial := c.srv.opts.ReadBufferSize
 	size := len(c.buf)
 	switch {
-	case c.filled && size < maxReadBuffer:
-		size = min(2*size, maxReadBuffer)
+	case c.lentIn != nil:
+	case c.filled && size >= maxOwnBuffer && size < burstSize:
+		size = burstSize
+	case c.filled && size < maxOwnBuffer:
+		size = min(2*size, maxOwnBuffer)
 	case c.start == c.end && size > initial && c.smallReads >= shrinkAfter:
 		size = initial
 	}
@@ -251,9 +281,19 @@ func (c *conn) makeRoom() {
 		c.start, c.end = 0, 0
 	}
 	need := max(c.Need(), 1)
-	size = max(size, need) // the codec caps need, so this is bounded by the max frame
 	pending := c.end - c.start
 	switch {
+	case size == burstSize && c.lentIn == nil && need <= burstSize:
+		c.lentIn = burstBuffers.Get().(*[]byte)
+		c.ownIn = c.buf
+		c.buf = *c.lentIn
+		copy(c.buf, c.ownIn[c.start:c.end])
+	case need > size:
+		// the codec caps need, so this is bounded by the max frame
+		resized := make([]byte, need)
+		copy(resized, c.buf[c.start:c.end])
+		c.giveBackIn()
+		c.buf = resized
 	case size != len(c.buf):
 		resized := make([]byte, size)
 		copy(resized, c.buf[c.start:c.end])
@@ -267,6 +307,33 @@ func (c *conn) makeRoom() {
 	c.filled = false
 	if size != len(c.buf) || c.smallReads >= shrinkAfter {
 		c.smallReads = 0
+	}
+}
+
+// settle ends a burst once a read has left the lent buffer part empty and
+// what is unconsumed fits the connection's own buffer, and gives back the
+// replies' buffer once they are written.
+func (c *conn) settle() {
+	if c.lentOut != nil {
+		burstBuffers.Put(c.lentOut)
+		c.lentOut, c.out, c.ownOut = nil, c.ownOut[:0], nil
+	}
+	if cap(c.out) > maxOwnBuffer {
+		c.out = nil // grown past a burst buffer by one large batch
+	}
+	if c.lentIn != nil && !c.filled && c.end-c.start <= len(c.ownIn) {
+		n := copy(c.ownIn, c.buf[c.start:c.end])
+		c.buf, c.start, c.end = c.ownIn, 0, n
+		c.giveBackIn()
+	}
+}
+
+// giveBackIn returns the lent read buffer, if any, to the pool; the caller
+// has copied out what it needs.
+func (c *conn) giveBackIn() {
+	if c.lentIn != nil {
+		burstBuffers.Put(c.lentIn)
+		c.lentIn, c.ownIn = nil, nil
 	}
 }
 
@@ -310,6 +377,8 @@ func (c *conn) finish(ioErr error) {
 	c.wmu.Unlock()
 	c.Closed(c, c.nc.RemoteAddr(), ioErr, c.end-c.start)
 	_ = c.nc.Close()
+	c.settle()
+	c.giveBackIn()
 }
 
 // asyncConn is the handlers.AsyncConn of a conn.

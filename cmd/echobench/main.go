@@ -6,7 +6,7 @@
 //
 //	go run ./cmd/echobench -profile quick          # a smoke test, under a minute
 //	go run ./cmd/echobench -profile full           # the comparison, about 25 minutes on 2 cores
-//	go run ./cmd/echobench -report DIR             # rewrite DIR's report from its raw.json and READING.md
+//	go run ./cmd/echobench -report DIR             # rewrite DIR's report from raw.json and READING.md; print its headline
 //
 // Exit status: 0 when every cell ran and every reply matched, 1 when a cell
 // failed, a reply did not match or the run was interrupted (what was
@@ -35,7 +35,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 const (
@@ -48,7 +48,7 @@ const (
 // and put into REPORT.md.
 const readingFile = "READING.md"
 
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("echobench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -74,11 +74,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return usage(stderr, fmt.Errorf("unexpected argument %q (all settings are flags; see -h)", fs.Arg(0)))
 	}
 	if *reportDir != "" {
-		if err := writeReport(*reportDir, nil); err != nil {
+		res, err := writeReport(*reportDir, nil)
+		if err != nil {
 			fmt.Fprintf(stderr, "echobench: %v\n", err)
 			return exitFail
 		}
-		fmt.Fprintf(stderr, "wrote %s\n", filepath.Join(*reportDir, "REPORT.md"))
+		fmt.Fprintf(stderr, "wrote %s; its headline, for the README:\n", filepath.Join(*reportDir, "REPORT.md"))
+		fmt.Fprint(stdout, report.Headline(res, filepath.ToSlash(*reportDir)))
 		return exitOK
 	}
 
@@ -129,7 +131,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "echobench: %v\n", err)
 		return exitFail
 	}
-	if err := writeReport(dir, res); err != nil {
+	if _, err := writeReport(dir, res); err != nil {
 		fmt.Fprintf(stderr, "echobench: %v\n", err)
 		return exitFail
 	}
@@ -157,19 +159,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 }
 
 // writeReport writes dir's REPORT.md and charts from res, or from dir's
-// raw.json when res is nil, with dir's READING.md if there is one.
-func writeReport(dir string, res *results.Run) error {
+// raw.json when res is nil, with dir's READING.md if there is one. It
+// returns the run it reported.
+func writeReport(dir string, res *results.Run) (*results.Run, error) {
 	if res == nil {
 		var err error
 		if res, err = results.Load(filepath.Join(dir, "raw.json")); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	reading, err := os.ReadFile(filepath.Join(dir, readingFile))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, err
 	}
-	return report.Write(dir, res, string(reading))
+	return res, report.Write(dir, res, string(reading))
 }
 
 func usage(stderr io.Writer, err error) int {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +29,7 @@ func TestBadFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
-		code := run(context.Background(), tt.args, &stderr)
+		code := run(context.Background(), tt.args, io.Discard, &stderr)
 		if code != exitUsage || !strings.Contains(stderr.String(), tt.want) || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line with %q", tt.args, code, stderr.String(), tt.want)
 		}
@@ -47,7 +48,7 @@ func TestQuickProfile(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var stderr bytes.Buffer
-	code := run(context.Background(), []string{"-profile", "quick", "-servers", "eventloop-1,goroutine-1", "-out", dir}, &stderr)
+	code := run(context.Background(), []string{"-profile", "quick", "-servers", "eventloop-1,goroutine-1", "-out", dir}, io.Discard, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
@@ -84,12 +85,20 @@ func TestQuickProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	stderr.Reset()
-	if code := run(context.Background(), []string{"-report", dir}, &stderr); code != exitOK {
+	var headline bytes.Buffer
+	if code := run(context.Background(), []string{"-report", dir}, &headline, &stderr); code != exitOK {
 		t.Fatalf("-report: exit %d: %s", code, stderr.String())
 	}
 	rep, _ = os.ReadFile(filepath.Join(dir, "REPORT.md"))
 	if !bytes.Contains(rep, []byte("The loop held up.")) {
 		t.Error("the rewritten report lacks the reading")
+	}
+	// The headline is what the README quotes: a table with both servers,
+	// and chart links under the results folder.
+	for _, want := range []string{"eventloop-1", "goroutine-1", "| connections", filepath.ToSlash(dir) + "/charts/"} {
+		if !strings.Contains(headline.String(), want) {
+			t.Errorf("-report headline lacks %q:\n%s", want, headline.String())
+		}
 	}
 }
 
@@ -120,7 +129,7 @@ func TestInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := &cancelOnFirstCell{cancel: cancel}
-	code := run(ctx, []string{"-profile", "quick", "-out", dir}, w)
+	code := run(ctx, []string{"-profile", "quick", "-out", dir}, io.Discard, w)
 	if code != exitFail || !strings.Contains(w.buf.String(), "interrupted") {
 		t.Fatalf("exit %d, want 1 and a word on the interruption:\n%s", code, w.buf.String())
 	}
