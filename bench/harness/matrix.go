@@ -86,7 +86,9 @@ func Profiles(n int) map[string]Profile {
 				{Name: "eventloop-1-lockosthread", Model: "eventloop", Loops: 1, Args: []string{"-lock-os-thread"}},
 				{Name: "eventloop-1-edge", Model: "eventloop", Loops: 1, Args: []string{"-edge-triggered"}},
 				{Name: "eventloop-1-readbuf16k", Model: "eventloop", Loops: 1, Args: []string{"-read-buffer", "16KiB"}},
-				{Name: fmt.Sprintf("eventloop-1-gomaxprocs%d", n), Model: "eventloop", Loops: 1, GOMAXPROCS: n},
+				// The default gives gnet servers a spare P (eventloop.SpareP);
+				// this is without it.
+				{Name: "eventloop-1-gomaxprocs1", Model: "eventloop", Loops: 1, GOMAXPROCS: 1},
 				{Name: "goroutine-1", Model: "goroutine", GOMAXPROCS: 1},
 				{Name: "gnet-plain-1", Model: "gnet-plain", Loops: 1, Reference: true},
 			},
