@@ -14,8 +14,8 @@ import (
 // and starts another thread to run it, and when epoll_wait returns the two
 // threads trade the CPU: thousands of context switches a second for nothing.
 // With one P to spare, sysmon leaves the blocked loop alone. Measured here,
-// one loop pinned to one CPU against 100 to 10,000 connections: 10-23% more
-// round trips, 10-18% less CPU per frame, half the context switches (see
+// one loop pinned to one CPU against 100 to 10,000 connections: 9-23% more
+// round trips, 11-18% less CPU per frame, half the context switches (see
 // README, benchmarks). The goroutine model blocks in Go's own netpoller and
 // does not need it.
 func SpareP() int {
