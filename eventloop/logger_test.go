@@ -1,37 +1,19 @@
-package eventloop
+package eventloop_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rs/zerolog"
 
+	"echoloop/bench/servertest"
+	"echoloop/eventloop"
 	"echoloop/eventloop/frame"
 	"echoloop/eventloop/session"
 	"echoloop/handlers"
 )
-
-// lockedBuffer is a log sink safe for gnet's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // bootOnly is a gnet engine that stops as soon as it has started.
 type bootOnly struct{ gnet.BuiltinEventEngine }
@@ -43,8 +25,8 @@ func (*bootOnly) OnBoot(gnet.Engine) gnet.Action { return gnet.Shutdown }
 // they set none) must not reach its logger: a finished test's log, written
 // to late, is a data race in the testing package.
 func TestGnetLogsStopAtShutdown(t *testing.T) {
-	var sink lockedBuffer
-	srv, err := New(Options{Config: session.Config{
+	var sink servertest.LogBuffer
+	srv, err := eventloop.New(eventloop.Options{Config: session.Config{
 		Addr: "127.0.0.1:0", Codec: frame.Line{}, Handler: handlers.Echo{},
 		Logger: zerolog.New(&sink).Level(zerolog.DebugLevel),
 	}})
