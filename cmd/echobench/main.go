@@ -5,7 +5,7 @@
 // results folder: raw.json (every measurement), REPORT.md and charts.
 //
 //	go run ./cmd/echobench -profile quick          # a smoke test, under a minute
-//	go run ./cmd/echobench -profile full           # the comparison, about 25 minutes on 2 cores
+//	go run ./cmd/echobench -profile full           # the comparison, about 21 minutes on 2 cores
 //	go run ./cmd/echobench -report DIR             # rewrite DIR's report from raw.json and READING.md; print its headline
 //
 // Exit status: 0 when every cell ran and every reply matched, 1 when a cell
