@@ -415,18 +415,26 @@ func header(first string, ss []results.Server) []string {
 // figure writes one table cell from the repetitions of a cell: "failed"
 // when all failed, a dagger when some did.
 func figure(cs []results.Cell, f func(cs []results.Cell) string) string {
-	if len(cs) == 0 {
+	return mark(len(cs), len(live(cs)), func() string { return f(cs) })
+}
+
+// idleFigure is figure for the repetitions of an idle cell.
+func idleFigure(is []results.Idle, f func([]results.Idle) string) string {
+	return mark(len(is), len(liveIdle(is)), func() string { return f(is) })
+}
+
+// mark finishes a table cell of reps repetitions, alive of which did not
+// fail, with the figure text.
+func mark(reps, alive int, text func() string) string {
+	switch {
+	case reps == 0:
 		return none
-	}
-	l := live(cs)
-	if len(l) == 0 {
+	case alive == 0:
 		return "failed"
+	case alive < reps:
+		return text() + " †"
 	}
-	s := f(cs)
-	if len(l) < len(cs) {
-		s += " †"
-	}
-	return s
+	return text()
 }
 
 func (d *data) closedLoop(m *md) {
@@ -589,25 +597,11 @@ func (d *data) idleMemory(m *md) {
 	m.p("Connections opened, one verified round trip on each, then held while the server's resident memory is read. Bytes per connection is (held RSS − RSS before) ÷ connections held; medians with min–max.")
 	m.image("Memory per idle connection", idleFile)
 	ss := d.columns(func(n string) bool { return len(d.idle[n]) > 0 })
-	cell := func(is []results.Idle, f func([]results.Idle) string) string {
-		if len(is) == 0 {
-			return none
-		}
-		l := liveIdle(is)
-		if len(l) == 0 {
-			return "failed"
-		}
-		s := f(is)
-		if len(l) < len(is) {
-			s += " †"
-		}
-		return s
-	}
 	var rows [][]string
 	for _, n := range ns {
 		row := []string{thousands(int64(n))}
 		for _, s := range ss {
-			row = append(row, cell(d.idle[s.Name][n], func(is []results.Idle) string {
+			row = append(row, idleFigure(d.idle[s.Name][n], func(is []results.Idle) string {
 				t := bytesU.spread(spread(idleByRep(is, bytesPerConn)))
 				if h := spread(idleByRep(is, held)); h.Median != float64(n) {
 					t += "<br>" + num(h.Median) + " held"
@@ -644,7 +638,7 @@ func (d *data) idleMemory(m *md) {
 	for _, n := range ns {
 		row := []string{thousands(int64(n))}
 		for _, s := range ss {
-			row = append(row, cell(d.idle[s.Name][n], func(is []results.Idle) string {
+			row = append(row, idleFigure(d.idle[s.Name][n], func(is []results.Idle) string {
 				var gs []int
 				for _, c := range liveIdle(is) {
 					gs = append(gs, c.Goroutines)
