@@ -318,8 +318,12 @@ func (c *conn) settle() {
 		burstBuffers.Put(c.lentOut)
 		c.lentOut, c.out, c.ownOut = nil, c.ownOut[:0], nil
 	}
-	if cap(c.out) > maxOwnBuffer {
-		c.out = nil // grown past a burst buffer by one large batch
+	if cap(c.out) > 2*max(maxOwnBuffer, len(c.buf)) {
+		// Grown by a batch far larger than what the read buffer holds now:
+		// let it go. Replies to frames as large as the buffer (a frame-sized
+		// one, kept while such frames keep coming) stay, so they do not
+		// allocate every time.
+		c.out = nil
 	}
 	if c.lentIn != nil && !c.filled && c.end-c.start <= len(c.ownIn) {
 		n := copy(c.ownIn, c.buf[c.start:c.end])
