@@ -318,12 +318,14 @@ func (c *conn) settle() {
 		burstBuffers.Put(c.lentOut)
 		c.lentOut, c.out, c.ownOut = nil, c.ownOut[:0], nil
 	}
-	if cap(c.out) > 2*max(maxOwnBuffer, len(c.buf)) {
-		// Grown by a batch far larger than what the read buffer holds now:
-		// let it go. Replies to frames as large as the buffer (a frame-sized
-		// one, kept while such frames keep coming) stay, so they do not
-		// allocate every time.
-		c.out = nil
+	keep := maxOwnBuffer
+	if len(c.buf) > burstSize {
+		// A frame-sized read buffer, kept while such frames keep coming:
+		// keep room for their replies too, so they do not allocate each time.
+		keep = 2 * len(c.buf)
+	}
+	if cap(c.out) > keep {
+		c.out = nil // grown by a batch larger than this connection keeps
 	}
 	if c.lentIn != nil && !c.filled && c.end-c.start <= len(c.ownIn) {
 		n := copy(c.ownIn, c.buf[c.start:c.end])
