@@ -81,19 +81,23 @@ func (l Line) max() int {
 }
 
 // Decode implements Codec.
-func (l Line) Decode(buf []byte) ([]byte, int, error) {
-	max := l.max()
+func (l Line) Decode(buf []byte) ([]byte, int, error) { return l.DecodeFrom(buf, 0) }
+
+// DecodeFrom implements Resumer: the search for '\n' starts at buf[scanned].
+func (l Line) DecodeFrom(buf []byte, scanned int) ([]byte, int, error) {
+	limit := l.max()
 	// Search no further than Max+1 bytes: a '\n' beyond that ends a line
-	// that is too long anyway, and a bounded search keeps a slow trickle
-	// into a big buffer from costing quadratic time.
+	// that is too long anyway.
 	window := buf
-	if len(window) > max+1 {
-		window = window[:max+1]
+	if len(window) > limit+1 {
+		window = window[:limit+1]
 	}
-	if i := bytes.IndexByte(window, '\n'); i >= 0 {
+	scanned = min(max(scanned, 0), len(window))
+	if i := bytes.IndexByte(window[scanned:], '\n'); i >= 0 {
+		i += scanned
 		return buf[:i:i], i + 1, nil
 	}
-	if len(buf) > max {
+	if len(buf) > limit {
 		return nil, 0, ErrTooLarge
 	}
 	return nil, 0, ErrIncomplete

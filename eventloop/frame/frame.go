@@ -80,8 +80,34 @@ type Codec interface {
 	String() string
 }
 
+// A Resumer is a Codec that finds a frame's end by scanning for it (a
+// delimiter), and can resume the scan where an earlier call stopped.
+// A server that keeps a partial frame buffered across reads calls DecodeFrom
+// with the number of bytes it has already shown the codec, so each byte is
+// scanned once however many reads the frame takes: without it, a line that
+// arrives one byte per read would cost time quadratic in its length.
+type Resumer interface {
+	Codec
+
+	// DecodeFrom is Decode for a buf whose first scanned bytes are known to
+	// hold no frame end (an earlier Decode of that prefix returned
+	// ErrIncomplete). It returns what Decode(buf) returns.
+	DecodeFrom(buf []byte, scanned int) (payload []byte, n int, err error)
+}
+
+// DecodeFrom decodes buf with c, resuming a scan after the first scanned
+// bytes when c is a Resumer; other codecs find a frame's end without a
+// scan and decode buf afresh.
+func DecodeFrom(c Codec, buf []byte, scanned int) ([]byte, int, error) {
+	if r, ok := c.(Resumer); ok && scanned > 0 {
+		return r.DecodeFrom(buf, scanned)
+	}
+	return c.Decode(buf)
+}
+
 // Compile-time checks that every framing is a Codec.
 var (
+	_ Resumer = Line{}
 	_ Codec = Length{}
 	_ Codec = Line{}
 	_ Codec = Fixed{}

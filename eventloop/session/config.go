@@ -13,8 +13,12 @@ import (
 
 // Defaults for the zero Config.
 const (
-	DefaultAddr       = "127.0.0.1:7007"
-	DefaultMaxPending = 4 << 20
+	DefaultAddr         = "127.0.0.1:7007"
+	DefaultMaxPending   = 4 << 20
+	DefaultMaxMemory    = 1 << 30
+	DefaultFrameTimeout = 30 * time.Second
+	DefaultLingerTime   = 2 * time.Second
+	DefaultLingerBytes  = 64 << 10
 )
 
 // MaxBuffer bounds MaxPending and a codec's largest frame: what one
@@ -69,6 +73,33 @@ type Config struct {
 	// Zero means no write timeout.
 	WriteTimeout time.Duration
 
+	// FrameTimeout closes, as SlowFrame, a connection whose frame has
+	// started (its first byte arrived) but is not complete this long after,
+	// so a peer that trickles a byte at a time cannot hold a connection
+	// (and the buffer of its partial frame) for ever. Zero means
+	// DefaultFrameTimeout; a negative value means no frame timeout. The
+	// event loop checks it in the same steps as IdleTimeout.
+	FrameTimeout time.Duration
+
+	// MaxMemory is the budget, in bytes, for everything the server holds
+	// for its clients: partial frames, input not yet served, replies not yet
+	// sent, counted as the server really holds them (buffer capacities, not
+	// just the bytes in use). Over it, the server closes the connections
+	// holding the most, with reason MemoryLimit, until it is back under.
+	// Zero means DefaultMaxMemory; a negative value means no budget.
+	MaxMemory int64
+
+	// LingerTime bounds a graceful close (see Reason.Lingers): after the
+	// replies are written and the server's side shut down, it reads and
+	// discards the peer's input for at most this long, and at most
+	// LingerBytes of it, before it closes the socket. Zero means
+	// DefaultLingerTime; a negative value closes at once.
+	LingerTime time.Duration
+
+	// LingerBytes is the most input a graceful close discards. Zero means
+	// DefaultLingerBytes.
+	LingerBytes int
+
 	// Logger receives the server's logs. Packages add a "component" field;
 	// per-connection events carry "conn" and "remote". The zero Logger
 	// discards everything.
@@ -105,6 +136,21 @@ func (c *Config) Prepare() error {
 	case c.MaxPending == 0:
 		c.MaxPending = DefaultMaxPending
 	}
+	switch {
+	case c.LingerBytes < 0:
+		return fmt.Errorf("session: linger bytes %d is negative", c.LingerBytes)
+	case c.LingerBytes == 0:
+		c.LingerBytes = DefaultLingerBytes
+	}
+	if c.FrameTimeout == 0 {
+		c.FrameTimeout = DefaultFrameTimeout
+	}
+	if c.MaxMemory == 0 {
+		c.MaxMemory = DefaultMaxMemory
+	}
+	if c.LingerTime == 0 {
+		c.LingerTime = DefaultLingerTime
+	}
 	if _, raw := c.Codec.(frame.Raw); !raw && c.Codec.MaxPayload() > MaxBuffer {
 		return fmt.Errorf("session: max frame %d is over %d", c.Codec.MaxPayload(), MaxBuffer)
 	}
@@ -130,6 +176,12 @@ func (c *Config) Prepare() error {
 	}
 	return nil
 }
+
+// FrameTimeoutOn says whether a frame timeout applies; after Prepare.
+func (c *Config) FrameTimeoutOn() bool { return c.FrameTimeout > 0 }
+
+// MemoryBudget is MaxMemory, or 0 when there is no budget; after Prepare.
+func (c *Config) MemoryBudget() int64 { return max(c.MaxMemory, 0) }
 
 // RejectLogger returns a logger for "connection refused" warnings that lets
 // a burst through and then at most one line a second, so a connection flood

@@ -41,6 +41,12 @@ const (
 	SlowConsumer
 	// IOError: a read or write failed for another reason.
 	IOError
+	// MemoryLimit: the server held more than MaxMemory for its clients, and
+	// this connection was among those holding the most.
+	MemoryLimit
+	// SlowFrame: a frame that had started did not complete within the
+	// frame timeout.
+	SlowFrame
 
 	numReasons
 )
@@ -58,6 +64,8 @@ var reasonNames = [numReasons]string{
 	Idle:           "idle",
 	SlowConsumer:   "slow consumer",
 	IOError:        "io error",
+	MemoryLimit:    "memory limit",
+	SlowFrame:      "slow frame",
 }
 
 func (r Reason) String() string {
@@ -77,6 +85,20 @@ func Reasons() []Reason {
 		rs = append(rs, r)
 	}
 	return rs
+}
+
+// Lingers says whether a close for r promises the peer the replies queued
+// before it: the server then closes gracefully (it writes them, shuts down
+// its sending side, and reads and discards what the peer still sends for a
+// while), since closing a socket with unread input sends a reset, and a
+// reset makes the peer's kernel drop replies it has not read yet. The other
+// reasons close at once: the peer is gone, or has to be cut off.
+func (r Reason) Lingers() bool {
+	switch r {
+	case FrameTooLarge, Malformed, BadReply, HandlerClosed, ServerStopping:
+		return true
+	}
+	return false
 }
 
 // ReasonFor classifies the error that ended a connection's I/O. nil and EOF

@@ -48,6 +48,7 @@ type Session struct {
 	out       *[]byte  // the caller's reply buffer during Open and Serve; nil otherwise
 	closing   *closing // set by CloseFor; nil while the connection is open
 	need      int32    // bytes a partial frame needs buffered in all; see Need
+	scanned   int32    // bytes of the partial frame the codec has seen; see Serve
 	framesOut int32    // replies queued during the current call
 	opened    bool     // counted by Counters.TryOpen
 }
@@ -130,16 +131,24 @@ func (s *Session) Open(c handlers.Conn, out *[]byte) {
 // Serve stops early when the connection starts closing (Closing() != Open):
 // a frame over the limit, a bad reply, or the handler's Close. Replies to the
 // frames before that are in *out and should still be written.
+//
+// in must start with the bytes the previous Serve left unused (the partial
+// frame, unchanged), followed by what arrived since: Serve resumes a
+// codec's scan for the frame's end where the previous call stopped, so a
+// frame costs time linear in its size however many reads it takes.
 func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 	s.out = out
 	n, frames := 0, int64(0)
 	s.need = 0
+	scanned := int(s.scanned)
 	codec, handler := s.sh.Config.Codec, s.sh.Config.Handler
 	for s.closing == nil {
-		payload, used, err := codec.Decode(in[n:])
+		payload, used, err := frame.DecodeFrom(codec, in[n:], scanned)
+		scanned = 0
 		if err != nil {
 			if errors.Is(err, frame.ErrIncomplete) {
 				s.need = int32(min(codec.Need(in[n:]), 1<<31-1))
+				s.scanned = int32(min(len(in)-n, 1<<31-1))
 			} else {
 				r := Malformed
 				if errors.Is(err, frame.ErrTooLarge) {
@@ -151,6 +160,7 @@ func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 		}
 		n += used
 		frames++
+		s.scanned = 0
 		handler.ServeFrame(c, payload)
 	}
 	if frames > 0 {

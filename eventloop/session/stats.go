@@ -16,6 +16,11 @@ type Stats struct {
 	// those bytes were dropped unanswered.
 	PartialFrames int64
 
+	// MemoryHeld is the memory held for clients now (partial frames, unserved
+	// input, unsent replies, by buffer capacity): what Config.MaxMemory
+	// bounds.
+	MemoryHeld int64
+
 	// Closes counts closed connections by reason; reasons never seen are absent.
 	Closes map[Reason]int64
 }
@@ -28,6 +33,7 @@ type Counters struct {
 	framesIn, framesOut   atomic.Int64
 	bytesIn, bytesOut     atomic.Int64
 	partialFrames         atomic.Int64
+	memoryHeld            atomic.Int64
 	closes                [numReasons]atomic.Int64
 }
 
@@ -66,6 +72,19 @@ func (c *Counters) Closed(r Reason, served bool) {
 func (c *Counters) Hold()    { c.connsOpen.Add(1) }
 func (c *Counters) Release() { c.connsOpen.Add(-1) }
 
+// AddMemory adds delta (negative to give back) to the memory held for
+// clients and returns the new total. Each model keeps, per connection, what
+// it last added, and adds the difference when its buffers change.
+func (c *Counters) AddMemory(delta int64) int64 {
+	if delta == 0 {
+		return c.memoryHeld.Load()
+	}
+	return c.memoryHeld.Add(delta)
+}
+
+// Memory reports the memory held for clients now.
+func (c *Counters) Memory() int64 { return c.memoryHeld.Load() }
+
 // Read counts n bytes read from a socket.
 func (c *Counters) Read(n int) { c.bytesIn.Add(int64(n)) }
 
@@ -84,6 +103,7 @@ func (c *Counters) Snapshot() Stats {
 		BytesOut:   c.bytesOut.Load(),
 
 		PartialFrames: c.partialFrames.Load(),
+		MemoryHeld:    c.memoryHeld.Load(),
 		Closes:        make(map[Reason]int64),
 	}
 	for r := range c.closes {
