@@ -15,7 +15,8 @@ import (
 // handlers.Conn the handler sees. Apart from closed, every field is touched
 // only on the connection's event loop. It is 112 bytes on 64-bit platforms:
 // beside gnet's own per-connection state, it is what echoloop costs per
-// idle connection, so fields are narrow and rare state is behind pointers.
+// idle connection, so fields are narrow and what only a busy connection
+// needs is behind ext.
 type conn struct {
 	session.Session
 	gc   gnet.Conn
@@ -24,10 +25,9 @@ type conn struct {
 	next, prev *conn // links in the wheel slot (or the loop's list) c is in
 	slot       int32 // that slot's index; -1 when in no list
 	lastActive int32 // loop tick of the last inbound byte
-	buffered   int32 // inbound bytes left buffered by the last OnTraffic
 
 	closed atomic.Bool // set on the loop in OnClose, read by asyncConn
-	paused *pauseState // set while c is paused: see loopState.pause
+	ext    *connExt    // set while c holds input or output: see busy.go
 }
 
 var _ handlers.Conn = (*conn)(nil)
@@ -39,14 +39,6 @@ func (c *conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
 // does not allocate.
 func (c *conn) Async() handlers.AsyncConn { return asyncConn{c} }
 
-// pauseState is what a paused connection needs: one whose peer does not
-// read, so that more than MaxPending reply bytes wait in gnet's outbound
-// buffer. It is allocated only while the connection is paused.
-type pauseState struct {
-	lastPending  int   // OutboundBuffered at the last check
-	lastProgress int64 // server clock (ns) when pending output last shrank
-}
-
 // write hands out to gnet, which writes what the socket takes now and
 // buffers the rest. When gnet fails the write it closes the connection
 // itself, OnClose included, before Write returns.
@@ -56,6 +48,9 @@ func (c *conn) write(out []byte) {
 	}
 	if _, err := c.gc.Write(out); err == nil {
 		c.CountWritten(len(out))
+		if c.ext != nil {
+			c.ext.queued += int64(len(out))
+		}
 	}
 }
 

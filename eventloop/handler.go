@@ -57,90 +57,105 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.add(c)
 	c.write(l.out)
 	l.reset()
+	if !c.closed.Load() && l.settle(c, c) {
+		return nil, gnet.Close
+	}
 	return nil, h.action(c)
 }
 
 // OnTraffic runs on the connection's loop after gnet read from its socket,
-// and after a Wake.
+// and after a Wake. It consumes everything gnet hands it: complete frames
+// are served in place, in gnet's read buffer; a partial frame at the end is
+// copied into the connection's own input buffer (connExt.in), which the
+// next read completes. gnet's own inbound buffer therefore stays empty, so
+// Peek never copies, and every byte is copied at most twice (into the input
+// buffer, and once to its front), whatever the framing and however frames
+// straddle reads.
 func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*conn)
 	s := h.srv
-	prev := int(c.buffered)
-	buffered := gc.InboundBuffered()
-	if read := buffered - prev; read > 0 {
-		s.counters.Read(read)
-		c.lastActive = int32(c.loop.now)
-	}
-	// At most a frame or MaxPending, plus one read: Config.Prepare keeps
-	// both within 1 GiB, so it fits.
-	c.buffered = int32(buffered)
-	if c.Closing() != session.Open {
+	l := c.loop
+	in, err := gc.Peek(-1)
+	if err != nil {
+		c.CloseFor(session.IOError, err)
 		return gnet.Close
 	}
-	if c.paused != nil {
-		if gc.OutboundBuffered() > s.opts.MaxPending/2 {
-			// The peer is still not reading its replies. gnet cannot stop
-			// reading, so bound what piles up on this side too.
-			if buffered > s.opts.MaxPending {
-				c.CloseFor(session.SlowConsumer, nil)
-				return gnet.Close
-			}
-			return gnet.None
-		}
-		c.loop.unpause(c)
+	if len(in) > 0 {
+		s.counters.Read(len(in))
+		c.lastActive = int32(l.now)
 	}
-	// A partial frame left by earlier reads sits in gnet's ring buffer, and
-	// Peek(-1) would copy all that is buffered into one slice: 64 KiB per
-	// read. When the codec knows how many bytes it needs (a length header, a
-	// fixed size), Peek just those first, until the partial frame is served
-	// and the ring is empty; the rest of the read is then served in place.
-	ring := prev // bytes still in gnet's ring buffer
-	l := c.loop
-	for c.Closing() == session.Open && int(c.buffered) >= c.Need() {
-		// Too little for the partial frame ends the loop: skip Peek, which
-		// copies gnet's ring buffer every time it is called.
-		n := -1
-		if need := c.Need(); ring > 0 && need > ring && need < int(c.buffered) {
-			n = need
-		}
-		in, err := gc.Peek(n)
-		if err != nil {
-			c.CloseFor(session.IOError, err)
-			break
-		}
-		used := c.Serve(c, in, &l.out)
-		if used > 0 {
-			// in dies here; l.out holds copies. Never Discard(0): to gnet
-			// that means discard everything, partial frame included.
-			_, _ = gc.Discard(used)
-			c.buffered -= int32(used)
-			ring = max(ring-used, 0)
-		}
-		if n < 0 {
-			break // served all there was
-		}
-		if used == 0 && c.Need() <= n {
-			ring = 0 // the codec's need was not exact: take everything next
-		}
+	action, served := h.traffic(c, in)
+	if len(in) > 0 && !c.closed.Load() {
+		// in dies here: l.out holds copies of the replies, connExt.in
+		// of the rest. Never Discard(0): to gnet that means everything.
+		_, _ = gc.Discard(len(in))
+	}
+	if !served {
+		return action
 	}
 	c.write(l.out)
 	l.reset()
 	if c.closed.Load() {
 		return gnet.None // the write failed and gnet has closed c
 	}
-	if pending := gc.OutboundBuffered(); pending > s.opts.MaxPending && c.Closing() == session.Open {
-		c.loop.pause(c, pending)
+	if c.Closing() == session.Open && gc.OutboundBuffered() > s.opts.MaxPending {
+		l.pause(c)
+	}
+	if l.settle(c, c) {
+		return gnet.Close // evicted by its own read
 	}
 	return h.action(c)
 }
 
-// action closes the connection once its session is closing; OnClose sees
-// that any unsent replies reach the peer.
-func (h *handler) action(c *conn) gnet.Action {
-	if c.Closing() != session.Open {
-		return gnet.Close
+// traffic handles the bytes of one OnTraffic: it serves them, keeps them
+// (paused), or discards them (lingering). served says whether replies may
+// be waiting in the loop's buffer to be written.
+func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) {
+	s := h.srv
+	l := c.loop
+	e := c.ext
+	switch {
+	case e != nil && e.lingering:
+		e.discard -= len(in)
+		l.shutWrite(c)
+		if e.discard < 0 {
+			return gnet.Close, false
+		}
+		return gnet.None, false
+	case c.Closing() != session.Open:
+		return gnet.Close, false
+	case e != nil && e.paused:
+		if c.gc.OutboundBuffered() > s.opts.MaxPending/2 {
+			// The peer is still not reading its replies. gnet cannot stop
+			// reading, so keep the input, but bound it too.
+			l.stash(c, in)
+			if len(c.ext.in) > s.opts.MaxPending {
+				c.CloseFor(session.SlowConsumer, nil)
+				return gnet.Close, false
+			}
+			if l.settle(c, c) {
+				return gnet.Close, false
+			}
+			return gnet.None, false
+		}
+		l.unpause(c)
 	}
-	return gnet.None
+	l.serve(c, in)
+	return gnet.None, true
+}
+
+// action closes the connection once its session is closing: gracefully
+// (see loopState.linger) when the reason promises the replies queued
+// before it, at once otherwise.
+func (h *handler) action(c *conn) gnet.Action {
+	r := c.Closing()
+	switch {
+	case r == session.Open:
+		return gnet.None
+	case r.Lingers() && !c.loop.linger(c):
+		return gnet.None
+	}
+	return gnet.Close
 }
 
 // OnClose runs on the connection's loop once it is closed, for whatever
@@ -152,23 +167,23 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	s := h.srv
 	c.closed.Store(true)
-	if c.loop != nil {
-		c.loop.remove(c)
+	l := c.loop
+	if l != nil {
+		l.remove(c)
 	}
 	if err == nil && c.Closing() == session.Open {
 		// gnet closes with no error only for a Close action, which always
 		// follows a recorded reason, or when the engine stops.
 		c.CloseFor(session.ServerStopping, errEngineStopped)
 	}
-	if c.Closing() == session.Open && session.ReasonFor(err) == session.PeerClosed && c.buffered > 0 {
-		// The peer half-closed with frames still buffered (left unserved
-		// while the connection was paused, or read together with the EOF):
-		// answer them now.
-		if in, perr := gc.Peek(-1); perr == nil {
-			l := c.loop
-			if used := c.Serve(c, in, &l.out); used > 0 {
-				_, _ = gc.Discard(used)
-			}
+	partial := 0
+	if e := c.ext; e != nil && !e.lingering {
+		partial = len(e.in)
+		if c.Closing() == session.Open && session.ReasonFor(err) == session.PeerClosed && partial >= c.Need() {
+			// The peer half-closed with complete frames kept unserved while
+			// the connection was paused: answer them now.
+			used := c.Serve(c, e.in, &l.out)
+			partial -= used
 			c.write(l.out)
 			l.reset()
 		}
@@ -186,7 +201,10 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 			})
 		}
 	}
-	c.Closed(c, gc.RemoteAddr(), err, gc.InboundBuffered())
+	if l != nil {
+		l.release(c, true)
+	}
+	c.Closed(c, gc.RemoteAddr(), err, partial)
 	return gnet.None
 }
 
@@ -207,12 +225,12 @@ func flushOnClose(c *conn, err error) bool {
 }
 
 // OnTick runs on gnet's ticker goroutine, not on a loop: it only asks each
-// loop to sweep itself. It ticks faster while connections are paused or the
-// server drains, so those are noticed promptly.
+// loop to sweep itself. It ticks faster while connections are paused or
+// lingering, or the server drains, so those are noticed promptly.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.srv
 	s.sweepNow()
-	if s.paused.Load() > 0 || s.draining.Load() {
+	if s.fast.Load() > 0 || s.draining.Load() {
 		return min(s.tick, fastTick), gnet.None
 	}
 	return s.tick, gnet.None

@@ -2,7 +2,6 @@ package eventloop
 
 import (
 	"context"
-	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -21,10 +20,17 @@ type loopState struct {
 	// serves every connection.
 	out []byte
 
-	now    int64    // the loop's clock, in ticks of srv.tick, set by sweep
-	wheel  *wheel   // idle-timeout wheel; nil when there is no idle timeout
-	conns  connList // every conn, when there is no wheel
-	paused []*conn  // conns over MaxPending, checked every sweep
+	now   int64    // the loop's clock, in ticks of srv.tick, set by sweep
+	wheel *wheel   // idle-timeout wheel; nil when there is no idle timeout
+	conns connList // every conn, when there is no wheel
+	busy  []*conn  // conns with an ext (see busy.go), checked every sweep
+
+	spareExts []*connExt // released exts, for reuse
+
+	// copied counts the bytes copied into connections' input buffers: what
+	// a partial frame costs beyond reading it. Tests check that it stays
+	// linear in the bytes received.
+	copied int64
 
 	sweepTask gnet.Runnable // sweep as a Runnable, made once
 }
@@ -72,8 +78,47 @@ func (l *loopState) remove(c *conn) {
 	case c.slot >= 0:
 		l.wheel.remove(c)
 	}
-	if c.paused != nil {
-		l.unpause(c)
+}
+
+// serve hands the input of one OnTraffic (in, which dies when the call
+// returns) to c's session and keeps what it does not consume: a partial
+// frame is completed from c's input buffer first, then whole frames are
+// served in place, and a partial frame at the end goes to the input buffer.
+// When the codec knows how long the frame is (a length header), only the
+// bytes the frame lacks are copied; otherwise the whole read is, and the
+// session resumes its scan where it stopped. Replies are appended to l.out.
+func (l *loopState) serve(c *conn, in []byte) {
+	for c.ext != nil && len(c.ext.in) > 0 {
+		e := c.ext
+		take := len(in)
+		if need := c.Need(); need > len(e.in)+1 {
+			take = min(take, need-len(e.in))
+		}
+		l.stash(c, in[:take])
+		in = in[take:]
+		if len(e.in) < c.Need() {
+			return // take was all of in
+		}
+		n := c.Serve(c, e.in, &l.out)
+		l.consume(c, n)
+		switch {
+		case c.Closing() != session.Open:
+			return
+		case len(e.in) == 0:
+			e.frameStart = 0
+		case n > 0:
+			e.frameStart = l.srv.clock() // a new frame began in this read
+		}
+		if len(in) == 0 {
+			return
+		}
+	}
+	if len(in) == 0 || c.Closing() != session.Open {
+		return
+	}
+	if n := c.Serve(c, in, &l.out); n < len(in) && c.Closing() == session.Open {
+		l.stash(c, in[n:])
+		c.ext.frameStart = l.srv.clock()
 	}
 }
 
@@ -86,26 +131,6 @@ func (l *loopState) each(fn func(c *conn)) {
 	}
 }
 
-// pause stops serving c's frames until its pending output drains.
-func (l *loopState) pause(c *conn, pending int) {
-	c.paused = &pauseState{lastPending: pending, lastProgress: l.srv.clock()}
-	l.paused = append(l.paused, c)
-	l.srv.paused.Add(1)
-}
-
-func (l *loopState) unpause(c *conn) {
-	c.paused = nil
-	for i, p := range l.paused {
-		if p == c {
-			last := len(l.paused) - 1
-			l.paused[i], l.paused[last] = l.paused[last], nil
-			l.paused = l.paused[:last]
-			break
-		}
-	}
-	l.srv.paused.Add(-1)
-}
-
 // closeFor closes c on this loop for r.
 func (l *loopState) closeFor(c *conn, r session.Reason) {
 	c.CloseFor(r, nil)
@@ -113,63 +138,51 @@ func (l *loopState) closeFor(c *conn, r session.Reason) {
 }
 
 // sweep runs on the loop every tick (gnet's ticker goroutine asks for it
-// with Execute): it closes idle connections, resumes or closes paused ones,
-// and drains connections while the server shuts down.
+// with Execute): it closes idle connections, checks the busy ones (paused,
+// slow, lingering, mid-frame), and drains connections while the server
+// shuts down.
 func (l *loopState) sweep() {
 	s := l.srv
 	l.now = s.ticks()
 	if l.wheel != nil {
 		l.wheel.advance(l.now, func(c *conn) { l.closeFor(c, session.Idle) })
 	}
-	if len(l.paused) > 0 {
-		l.checkPaused()
+	if len(l.busy) > 0 {
+		l.checkBusy()
 	}
 	if s.draining.Load() {
 		l.drain(s.forcing.Load())
 	}
 }
 
-// checkPaused resumes each paused connection whose pending output has fallen
-// to half the cap, and closes one whose output has not shrunk for the write
-// timeout.
-func (l *loopState) checkPaused() {
-	s := l.srv
-	now := s.clock()
-	for i := len(l.paused) - 1; i >= 0; i-- {
-		c := l.paused[i]
-		pending := c.gc.OutboundBuffered()
-		switch {
-		case pending <= s.opts.MaxPending/2:
-			l.unpause(c)
-			_ = c.gc.Wake(nil) // serve what was left buffered
-		case pending < c.paused.lastPending:
-			c.paused.lastPending, c.paused.lastProgress = pending, now
-		case s.opts.WriteTimeout > 0 && time.Duration(now-c.paused.lastProgress) >= s.opts.WriteTimeout:
-			l.closeFor(c, session.SlowConsumer)
-		}
-	}
-}
-
 // drain closes, with reason ServerStopping, every connection that has
 // nothing more to answer or send: its replies are written, no unread bytes
-// wait in the kernel, and what is buffered is at most a partial frame.
-// When force is set the shutdown deadline has passed and every connection
-// is closed as it is.
+// wait in the kernel, and what is buffered is at most a partial frame. The
+// close lingers, so input that arrives meanwhile cannot reset it. When
+// force is set the shutdown deadline has passed and every connection is
+// closed as it is.
 func (l *loopState) drain(force bool) {
 	l.each(func(c *conn) {
-		if !force && !l.drained(c) {
-			return
+		switch {
+		case force:
+			l.closeFor(c, session.ServerStopping)
+		case l.drained(c):
+			c.CloseFor(session.ServerStopping, nil)
+			if l.linger(c) {
+				_ = l.el.Close(c.gc)
+			}
 		}
-		l.closeFor(c, session.ServerStopping)
 	})
 }
 
 func (l *loopState) drained(c *conn) bool {
-	if c.paused != nil || c.gc.OutboundBuffered() > 0 {
-		return false
+	if e := c.ext; e != nil {
+		if e.paused || e.lingering || len(e.in) > 0 && len(e.in) >= c.Need() {
+			return false // paused, already closing, or a complete frame is waiting
+		}
 	}
-	if c.buffered > 0 && int(c.buffered) >= c.Need() {
-		return false // a complete frame is waiting to be served
+	if c.gc.OutboundBuffered() > 0 {
+		return false
 	}
 	unread, err := session.UnreadBytes(c.gc.Fd())
 	return err != nil || unread == 0

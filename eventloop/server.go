@@ -52,7 +52,7 @@ type Server struct {
 	stopping atomic.Bool // refuse new connections
 	draining atomic.Bool // sweeps close connections that are done
 	forcing  atomic.Bool // sweeps close every connection
-	paused   atomic.Int32
+	fast     atomic.Int32 // connections paused or lingering: sweep at fastTick
 	ready    chan struct{} // closed once the listener is bound, or on failure
 	done     chan struct{} // closed when ListenAndServe returns
 
@@ -77,10 +77,18 @@ const fastTick = 10 * time.Millisecond
 
 // sweepInterval is the tick for an idle timeout: 1/32 of it, from 10ms to 1s.
 func sweepInterval(idle time.Duration) time.Duration {
-	if idle <= 0 {
+	if idle <= 0 || idle == 1<<63-1 {
 		return time.Second
 	}
 	return min(max(idle/32, fastTick), time.Second)
+}
+
+// positive is d, or the largest duration when d is not positive (off).
+func positive(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 1<<63 - 1
+	}
+	return d
 }
 
 // ticks is the loops' clock in sweep intervals.
@@ -109,7 +117,7 @@ func New(opts Options) (*Server, error) {
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 		start:     time.Now(),
-		tick:      sweepInterval(opts.IdleTimeout),
+		tick:      sweepInterval(min(positive(opts.IdleTimeout), positive(opts.FrameTimeout), positive(opts.WriteTimeout))),
 		loops:     make(map[gnet.EventLoop]*loopState),
 	}
 	s.shared = session.Shared{Config: &s.opts.Config, Counters: &s.counters, Log: &s.log}
@@ -132,13 +140,21 @@ func (s *Server) ListenAndServe() error {
 		close(s.ready)
 		return ErrServerClosed
 	}
+	addr, err := claimAddr(s.opts.Addr)
+	if err != nil {
+		close(s.ready)
+		return fmt.Errorf("eventloop: listen on %s: %w", s.opts.Addr, err)
+	}
 	h := &handler{srv: s}
 	glog := s.opts.Logger.With().Str("component", "gnet").Logger()
 	addGnetLog(&glog)
 	defer removeGnetLog(&glog)
-	err := gnet.Run(h, "tcp://"+s.opts.Addr,
+	err = gnet.Run(h, "tcp://"+addr,
 		gnet.WithNumEventLoop(s.opts.Loops),
 		gnet.WithReuseAddr(true),
+		// Each loop accepts on its own listener, one socket per readiness
+		// event, and runs OnOpen at once: see claimAddr.
+		gnet.WithReusePort(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReadBufferCap(s.opts.ReadBufferCap),
 		gnet.WithLockOSThread(s.opts.LockOSThread),
@@ -153,6 +169,33 @@ func (s *Server) ListenAndServe() error {
 		return fmt.Errorf("eventloop: listen on %s: %w", s.opts.Addr, err)
 	}
 	return ErrServerClosed
+}
+
+// claimAddr checks that addr is free and resolves a port 0 to the port the
+// kernel picks, by binding it without SO_REUSEPORT and closing it again.
+//
+// The server listens with SO_REUSEPORT because of what gnet does with a
+// single shared listener: it accepts on a goroutine of its own until EAGAIN
+// and queues every socket to a loop through an unbounded queue, so a burst
+// of connections holds descriptors that no connection count sees yet (OnOpen
+// runs later), and the accept(2) that meets EMFILE stops the whole engine.
+// With SO_REUSEPORT each loop has its own listener, accepts one socket per
+// readiness event and runs OnOpen (where MaxConns refuses the excess) at
+// once, so the descriptors held never pass the connections counted by more
+// than one. The cost is that SO_REUSEPORT would let a second server bind the
+// same address silently: binding without it first keeps "address in use" an
+// error (a server that binds in the moment between the check and gnet's bind
+// is not caught), and gives every loop's listener the same port.
+func claimAddr(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	bound := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		return "", err
+	}
+	return bound, nil
 }
 
 // Ready is closed once the server listens (Addr is then valid) or has failed

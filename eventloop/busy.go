@@ -1,0 +1,301 @@
+package eventloop
+
+import (
+	"math/bits"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"echoloop/eventloop/session"
+)
+
+// connExt is what a connection needs while it holds something for its peer
+// beyond a callback: a partial frame (or input left unserved while paused),
+// replies the socket has not taken yet, or a lingering close. A connection
+// gets one when it starts holding and gives it back when it holds nothing,
+// so an idle connection costs only its conn. Every connection with an ext is
+// in its loop's busy list, which the sweep walks each tick: the work per
+// tick follows the busy connections, not all of them.
+type connExt struct {
+	// in holds input gnet has handed over but the session has not consumed:
+	// the start of a partial frame, followed while c is paused by whatever
+	// arrives meanwhile. It starts empty and grows with what arrives (never
+	// with what a length header announces); it is the loop's, and its
+	// backing array is given back to bufPool when it empties.
+	in []byte
+
+	frameStart int64 // server clock (ns) when the partial frame in `in` began; 0 if none
+	held       int64 // bytes this conn last added to the memory counter
+	queued     int64 // reply bytes handed to gnet since ext was made, plus those pending then
+	flushed    int64 // queued less pending output at the last check
+	progress   int64 // server clock when output last made progress (or began to wait)
+	idx        int   // index in loopState.busy
+
+	paused    bool  // over MaxPending: frames are not served until output drains to half
+	lingering bool  // closing gracefully: see loopState.linger
+	shut      bool  // lingering and the write side is shut down
+	lingerBy  int64 // server clock when a lingering close ends at the latest
+	discard   int   // input a lingering close may still discard
+}
+
+// extend returns c's ext, making one and putting c in the busy list if it
+// has none.
+func (l *loopState) extend(c *conn) *connExt {
+	if c.ext == nil {
+		now := l.srv.clock()
+		pending := int64(c.gc.OutboundBuffered())
+		var e *connExt
+		if n := len(l.spareExts); n > 0 {
+			e, l.spareExts = l.spareExts[n-1], l.spareExts[:n-1]
+		} else {
+			e = new(connExt)
+		}
+		*e = connExt{idx: len(l.busy), queued: pending, progress: now}
+		c.ext = e
+		l.busy = append(l.busy, c)
+	}
+	return c.ext
+}
+
+// release gives back c's ext when c no longer holds anything, or at once
+// when force is set (c has closed).
+func (l *loopState) release(c *conn, force bool) {
+	e := c.ext
+	if e == nil {
+		return
+	}
+	if !force && (len(e.in) > 0 || e.paused || e.lingering || c.gc.OutboundBuffered() > 0) {
+		return
+	}
+	l.account(c, 0)
+	putBuf(e.in)
+	if e.paused {
+		l.srv.fast.Add(-1)
+	}
+	if e.lingering {
+		l.srv.fast.Add(-1)
+	}
+	last := len(l.busy) - 1
+	moved := l.busy[last]
+	l.busy[e.idx], moved.ext.idx = moved, e.idx
+	l.busy[last] = nil
+	l.busy = l.busy[:last]
+	c.ext = nil
+	if len(l.spareExts) < maxSpareExts {
+		e.in = nil
+		l.spareExts = append(l.spareExts, e)
+	}
+}
+
+// maxSpareExts is how many released exts a loop keeps for reuse, so that
+// frames straddling reads do not allocate one each.
+const maxSpareExts = 256
+
+// held is what c holds for its peer, as the server really holds it: the
+// capacity of its input buffer, and its pending output rounded up to a power
+// of two (gnet keeps pending output in a ring and in pooled blocks that are
+// powers of two).
+func held(c *conn) int64 {
+	var n int64
+	if c.ext != nil {
+		n = int64(cap(c.ext.in))
+	}
+	if p := c.gc.OutboundBuffered(); p > 0 {
+		n += int64(1) << bits.Len(uint(p-1))
+	}
+	return n
+}
+
+// account records that c now holds n bytes, and reports whether the server
+// as a whole holds more than its memory budget.
+func (l *loopState) account(c *conn, n int64) bool {
+	e := c.ext
+	if e == nil {
+		return false
+	}
+	total := l.srv.counters.AddMemory(n - e.held)
+	e.held = n
+	budget := l.srv.opts.MemoryBudget()
+	return budget > 0 && total > budget
+}
+
+// settle updates what c holds after its input or output changed: it makes
+// or gives back c's ext, updates the memory counter, and evicts the biggest
+// holders on this loop when the server is over its budget. cur is the
+// connection whose callback is running (or nil): it is not closed under
+// gnet's feet but marked, and settle reports whether it must close.
+func (l *loopState) settle(c, cur *conn) (closeCur bool) {
+	if c.ext == nil {
+		if c.gc.OutboundBuffered() == 0 {
+			return false
+		}
+		l.extend(c)
+	}
+	if l.account(c, held(c)) {
+		l.evict(cur)
+	}
+	l.release(c, false)
+	return cur != nil && cur.Closing() != session.Open && !cur.ext.lingeringOrNil()
+}
+
+func (e *connExt) lingeringOrNil() bool { return e != nil && e.lingering }
+
+// evict closes the connections on this loop that hold the most, with reason
+// MemoryLimit, until the server is back under its memory budget (redis's
+// maxmemory-clients: the biggest clients pay). It walks the busy list once
+// and sorts it by size: O(busy log busy), only when over budget.
+func (l *loopState) evict(cur *conn) {
+	s := l.srv
+	budget := s.opts.MemoryBudget()
+	over := s.counters.Memory() - budget
+	if over <= 0 {
+		return
+	}
+	victims := slices.Clone(l.busy)
+	slices.SortFunc(victims, func(a, b *conn) int { return int(b.ext.held - a.ext.held) })
+	for _, c := range victims {
+		if over <= 0 {
+			break
+		}
+		if c.ext == nil || c.ext.held == 0 || c.Closing() != session.Open && c != cur {
+			continue
+		}
+		over -= c.ext.held
+		s.rejectLog.Warn().Uint64("conn", c.ID()).Stringer("remote", c.gc.RemoteAddr()).
+			Int64("held", c.ext.held).Int64("max_memory", budget).
+			Msg("connection closed: over the memory budget")
+		c.CloseFor(session.MemoryLimit, nil)
+		if c != cur {
+			_ = l.el.Close(c.gc)
+		}
+	}
+}
+
+// stash appends in to c's input buffer, growing it geometrically from what
+// has arrived.
+func (l *loopState) stash(c *conn, in []byte) {
+	e := l.extend(c)
+	var copied int
+	e.in, copied = appendBuf(e.in, in)
+	l.copied += int64(copied)
+}
+
+// consume drops the first n bytes of c's input buffer, moving a leftover
+// partial frame to the front (each byte moves at most once: a leftover
+// follows a frame completed in the same call, so it arrived in that call).
+func (l *loopState) consume(c *conn, n int) {
+	e := c.ext
+	if n <= 0 {
+		return
+	}
+	rest := copy(e.in, e.in[n:])
+	l.copied += int64(rest)
+	if rest == 0 {
+		putBuf(e.in)
+		e.in = nil
+		return
+	}
+	e.in = e.in[:rest]
+}
+
+// pause stops serving c's frames until its pending output drains to half of
+// MaxPending; input arriving meanwhile is kept in c's input buffer, up to
+// MaxPending.
+func (l *loopState) pause(c *conn) {
+	e := l.extend(c)
+	if !e.paused {
+		e.paused = true
+		l.srv.fast.Add(1)
+	}
+}
+
+func (l *loopState) unpause(c *conn) {
+	if e := c.ext; e != nil && e.paused {
+		e.paused = false
+		l.srv.fast.Add(-1)
+	}
+}
+
+// linger closes c gracefully (nginx's lingering close): its queued replies
+// are written, its sending side is shut down once they are, and what the
+// peer still sends is read and discarded, for at most LingerTime and
+// LingerBytes, so that closing does not reset the connection while the
+// peer still has replies to read. The peer's EOF, or either bound, ends it.
+// It reports whether c must close at once instead (no lingering configured).
+func (l *loopState) linger(c *conn) (closeNow bool) {
+	opts := &l.srv.opts
+	if opts.LingerTime < 0 {
+		return true
+	}
+	e := l.extend(c)
+	if e.lingering {
+		return false
+	}
+	l.unpause(c)
+	putBuf(e.in)
+	e.in = nil
+	e.lingering = true
+	e.lingerBy = l.srv.clock() + int64(opts.LingerTime)
+	e.discard = opts.LingerBytes
+	l.srv.fast.Add(1)
+	l.shutWrite(c)
+	return false
+}
+
+// shutWrite shuts down c's sending side once its replies are all written.
+func (l *loopState) shutWrite(c *conn) {
+	e := c.ext
+	if e.shut || c.gc.OutboundBuffered() > 0 {
+		return
+	}
+	e.shut = true
+	_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+}
+
+// checkBusy is the sweep's pass over the busy connections: it resumes
+// paused ones whose output has drained to half the cap, closes those whose
+// output has made no progress for the write timeout, whose frame has taken
+// longer than the frame timeout, or whose lingering close is over, and
+// shuts down the sending side of lingering ones whose replies are out.
+func (l *loopState) checkBusy() {
+	s := l.srv
+	now := s.clock()
+	opts := &s.opts
+	for i := len(l.busy) - 1; i >= 0; i-- {
+		if i >= len(l.busy) {
+			continue // closes below can shrink the list by more than one
+		}
+		c := l.busy[i]
+		e := c.ext
+		pending := c.gc.OutboundBuffered()
+		if flushed := e.queued - int64(pending); flushed > e.flushed || pending == 0 {
+			e.flushed, e.progress = flushed, now
+		}
+		switch {
+		case e.lingering:
+			l.shutWrite(c)
+			if now >= e.lingerBy {
+				_ = l.el.Close(c.gc)
+				continue
+			}
+		case e.paused && pending <= opts.MaxPending/2:
+			l.unpause(c)
+			_ = c.gc.Wake(nil) // serve what was kept meanwhile
+		case !e.paused && e.frameStart != 0 && opts.FrameTimeoutOn() &&
+			time.Duration(now-e.frameStart) >= opts.FrameTimeout:
+			l.closeFor(c, session.SlowFrame)
+			continue
+		}
+		if pending > 0 && opts.WriteTimeout > 0 && time.Duration(now-e.progress) >= opts.WriteTimeout {
+			l.closeFor(c, session.SlowConsumer)
+			continue
+		}
+		if c.ext != nil && l.account(c, held(c)) {
+			l.evict(nil)
+		}
+		if c.ext != nil {
+			l.release(c, false)
+		}
+	}
+}
