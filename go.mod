@@ -8,6 +8,7 @@ require (
 	github.com/panjf2000/gnet/v2 v2.10.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/rs/zerolog v1.34.0
+	golang.org/x/net v0.43.0
 	golang.org/x/sys v0.35.0
 	gonum.org/v1/plot v0.16.0
 )

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,9 @@ type flags struct {
 	maxConns  int
 	loops     int
 	maxPend   cli.Size
+	maxMem    cli.Size
+	frameTO   time.Duration
+	linger    time.Duration
 	idle      time.Duration
 	writeTO   time.Duration
 	stopTO    time.Duration
@@ -83,6 +87,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.loops, "loops", 1, "event loops (-model eventloop); 1 is single-threaded, like select")
 	f.maxPend.N = session.DefaultMaxPending
 	fs.Var(&f.maxPend, "max-pending", "most reply `bytes` held for a peer that does not read (default 4MiB)")
+	f.maxMem.N = session.DefaultMaxMemory
+	fs.Var(&f.maxMem, "max-memory", "memory `bytes` held for all clients (partial frames, unserved input, unsent replies); over it the biggest holders are closed; 0 = no limit (default 1GiB)")
+	fs.DurationVar(&f.frameTO, "frame-timeout", session.DefaultFrameTimeout, "close a connection whose started frame is not complete this long after; 0 = never")
+	fs.DurationVar(&f.linger, "linger", session.DefaultLingerTime, "a close after a protocol error or during shutdown discards the peer's input this long (at most 64KiB) so replies are not reset; 0 = close at once")
 	fs.DurationVar(&f.idle, "idle-timeout", 5*time.Minute, "close a connection silent this long; 0 = never")
 	fs.DurationVar(&f.writeTO, "write-timeout", 30*time.Second, "close a peer whose replies make no progress this long; 0 = never")
 	fs.DurationVar(&f.stopTO, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long connections may drain before they are closed")
@@ -116,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("-max-frame %d is over 1 GiB", f.maxFrame.N)
 	}
 	if f.model == model.Reference {
-		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "idle-timeout", "write-timeout"} {
+		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "max-memory", "frame-timeout", "linger", "idle-timeout", "write-timeout"} {
 			if set[name] {
 				return nil, fmt.Errorf("-%s does not apply to -model %s: the reference echo loop has no framing, handler or limits", name, model.Reference)
 			}
@@ -147,6 +155,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("-idle-timeout %v is negative (0 turns it off)", f.idle)
 	case f.writeTO < 0:
 		return nil, fmt.Errorf("-write-timeout %v is negative (0 turns it off)", f.writeTO)
+	case f.maxMem.N < 0:
+		return nil, fmt.Errorf("-max-memory %d is negative (0 turns the limit off)", f.maxMem.N)
+	case f.frameTO < 0:
+		return nil, fmt.Errorf("-frame-timeout %v is negative (0 turns it off)", f.frameTO)
+	case f.linger < 0:
+		return nil, fmt.Errorf("-linger %v is negative (0 closes at once)", f.linger)
 	case f.stopTO <= 0:
 		return nil, fmt.Errorf("-shutdown-timeout %v: need a positive duration", f.stopTO)
 	}
@@ -169,6 +183,7 @@ func build(f *flags, log zerolog.Logger) (model.Server, error) {
 	cfg := session.Config{
 		Addr: f.addr, Codec: codec, Handler: h, MaxConns: f.maxConns, Logger: log,
 		IdleTimeout: f.idle, MaxPending: int(f.maxPend.N), WriteTimeout: f.writeTO,
+		MaxMemory: offIfZero(f.maxMem.N), FrameTimeout: offIfZero(f.frameTO), LingerTime: offIfZero(f.linger),
 	}
 	srv, err := model.New(model.Options{
 		Model: f.model, Config: cfg, Loops: f.loops,
@@ -181,6 +196,37 @@ func build(f *flags, log zerolog.Logger) (model.Server, error) {
 		return nil, fmt.Errorf("-model: %w", err)
 	}
 	return srv, err
+}
+
+// offIfZero maps a flag's 0 ("off") to the Config's negative "off"; Config
+// reads 0 as "the default".
+func offIfZero[T int64 | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// memoryOverhead is what the process needs beyond the memory it holds for
+// clients: the runtime, per-connection state (about 1 KiB for an idle
+// connection on the event loop, 10 KiB on the goroutine model), pools.
+const memoryOverhead = 256 << 20
+
+// limitHeap ties the Go runtime's soft memory limit to the client budget,
+// unless GOMEMLIMIT sets one: near the limit the collector works harder
+// instead of letting the heap grow past what the budget allows, and the
+// scavenger gives freed memory back to the OS sooner.
+func limitHeap(cfg session.Config, maxConns int, goroutines bool) int64 {
+	if os.Getenv("GOMEMLIMIT") != "" || cfg.MemoryBudget() == 0 {
+		return 0
+	}
+	perConn := int64(1 << 10)
+	if goroutines {
+		perConn = 10 << 10
+	}
+	limit := cfg.MemoryBudget() + memoryOverhead + int64(maxConns)*perConn
+	debug.SetMemoryLimit(limit)
+	return limit
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
@@ -202,6 +248,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	srv, err := build(f, log)
 	if err != nil {
 		return usageErr(err)
+	}
+	memLimit := int64(0)
+	if f.model != model.Reference {
+		memLimit = limitHeap(srv.Config(), srv.Config().MaxConns, f.model == model.Goroutine)
 	}
 	if f.model != model.Goroutine {
 		eventloop.SpareP() // a spare P keeps the runtime from handing off a loop blocked in epoll_wait
@@ -229,7 +279,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		defer hs.Close()
 		metricsAddr = addr
 	}
-	logStart(log, srv, f, metricsAddr)
+	logStart(log, srv, f, metricsAddr, memLimit)
 
 	select {
 	case err := <-served:
@@ -265,7 +315,7 @@ func startFailed(stderr io.Writer, addr string, err error) int {
 	return exitFail
 }
 
-func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr) {
+func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr, memLimit int64) {
 	cfg := srv.Config()
 	e := log.Info().Stringer("addr", srv.Addr()).Str("model", f.model)
 	if metrics != nil {
@@ -285,7 +335,9 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr) 
 		e = e.Int("loops", f.loops).Bool("lock_os_thread", f.lockOS).Bool("edge_triggered", f.edge)
 	}
 	e.Int("max_conns", cfg.MaxConns).Int("max_pending", cfg.MaxPending).
+		Int64("max_memory", cfg.MemoryBudget()).Int64("go_memory_limit", memLimit).
 		Dur("idle_timeout", cfg.IdleTimeout).Dur("write_timeout", cfg.WriteTimeout).
+		Dur("frame_timeout", max(cfg.FrameTimeout, 0)).Dur("linger", max(cfg.LingerTime, 0)).
 		Uint64("fd_limit", cfg.FDLimit.Cur).Uint64("fd_limit_was", cfg.FDLimit.Was).Uint64("fd_limit_hard", cfg.FDLimit.Max).
 		Msg("listening")
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"echoloop/bench/model"
 	"echoloop/eventloop/session"
@@ -18,7 +19,7 @@ import (
 type statsCollector struct {
 	srv                               model.Server
 	open, conns, frames, bytes, close *prometheus.Desc
-	partial                           *prometheus.Desc
+	partial, memory                   *prometheus.Desc
 }
 
 func newStatsCollector(srv model.Server, modelName string) *statsCollector {
@@ -34,11 +35,12 @@ func newStatsCollector(srv model.Server, modelName string) *statsCollector {
 		bytes:   desc("bytes_total", "Bytes read from sockets (in) and reply bytes queued (out).", "direction"),
 		close:   desc("closes_total", "Closed connections by reason.", "reason"),
 		partial: desc("partial_frames_total", "Connections that ended with part of a frame unanswered."),
+		memory:  desc("memory_held_bytes", "Memory held for clients (partial frames, unserved input, unsent replies), as -max-memory counts it."),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.open, c.conns, c.frames, c.bytes, c.close, c.partial} {
+	for _, d := range []*prometheus.Desc{c.open, c.conns, c.frames, c.bytes, c.close, c.partial, c.memory} {
 		ch <- d
 	}
 }
@@ -52,10 +54,15 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(st.BytesIn), "in")
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(st.BytesOut), "out")
 	ch <- prometheus.MustNewConstMetric(c.partial, prometheus.CounterValue, float64(st.PartialFrames))
+	ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(st.MemoryHeld))
 	for _, r := range session.Reasons() {
 		ch <- prometheus.MustNewConstMetric(c.close, prometheus.CounterValue, float64(st.Closes[r]), r.String())
 	}
 }
+
+// maxMetricsConns is how many metrics connections are served at once; more
+// wait in the listen backlog.
+const maxMetricsConns = 16
 
 // serveMetrics serves Prometheus metrics on addr at /metrics until the
 // returned server is shut down: the server's counters, and the Go runtime's
@@ -70,6 +77,11 @@ func serveMetrics(addr string, srv model.Server, modelName string) (*http.Server
 	if err != nil {
 		return nil, nil, err
 	}
+	// The connection cap keeps a reserve of descriptors (session.FDReserve)
+	// beside the connections; metrics connections come out of it, so they
+	// are capped too: a scraper flood cannot take the descriptors accept(2)
+	// needs.
+	ln = netutil.LimitListener(ln, maxMetricsConns)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = hs.Serve(ln) }() // ends with ErrServerClosed at Close
 	return hs, ln.Addr(), nil
