@@ -230,6 +230,7 @@ func flushOnClose(c *conn, err error) bool {
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.srv
 	s.sweepNow()
+	s.reclaim.Check(s.counters.Memory(), time.Now())
 	if s.fast.Load() > 0 || s.draining.Load() {
 		return min(s.tick, fastTick), gnet.None
 	}

@@ -49,12 +49,13 @@ type Server struct {
 	shared    session.Shared // what every connection's session refers to
 
 	started  atomic.Bool
-	stopping atomic.Bool // refuse new connections
-	draining atomic.Bool // sweeps close connections that are done
-	forcing  atomic.Bool // sweeps close every connection
-	fast     atomic.Int32 // connections paused or lingering: sweep at fastTick
-	ready    chan struct{} // closed once the listener is bound, or on failure
-	done     chan struct{} // closed when ListenAndServe returns
+	stopping atomic.Bool       // refuse new connections
+	draining atomic.Bool       // sweeps close connections that are done
+	forcing  atomic.Bool       // sweeps close every connection
+	reclaim  session.Reclaimer // gives memory back after bursts; see OnTick
+	fast     atomic.Int32      // connections paused or lingering: sweep at fastTick
+	ready    chan struct{}     // closed once the listener is bound, or on failure
+	done     chan struct{}     // closed when ListenAndServe returns
 
 	start time.Time     // the loops' clock starts here
 	tick  time.Duration // the sweep interval: idle-timeout resolution

@@ -108,10 +108,10 @@ func DecodeFrom(c Codec, buf []byte, scanned int) ([]byte, int, error) {
 // Compile-time checks that every framing is a Codec.
 var (
 	_ Resumer = Line{}
-	_ Codec = Length{}
-	_ Codec = Line{}
-	_ Codec = Fixed{}
-	_ Codec = Raw{}
+	_ Codec   = Length{}
+	_ Codec   = Line{}
+	_ Codec   = Fixed{}
+	_ Codec   = Raw{}
 )
 
 // Names lists the framing specs Parse accepts, for help and error texts.
