@@ -1,6 +1,7 @@
 package eventloop
 
 import (
+	"cmp"
 	"math/bits"
 	"slices"
 	"time"
@@ -124,8 +125,8 @@ func (l *loopState) account(c *conn, n int64) bool {
 // or gives back c's ext, updates the memory counter, and evicts the biggest
 // holders on this loop when the server is over its budget. cur is the
 // connection whose callback is running (or nil): it is not closed under
-// gnet's feet but marked, and settle reports whether it must close.
-func (l *loopState) settle(c, cur *conn) (closeCur bool) {
+// gnet's feet but marked, and settle reports whether it was evicted.
+func (l *loopState) settle(c, cur *conn) (evicted bool) {
 	if c.ext == nil {
 		if c.gc.OutboundBuffered() == 0 {
 			return false
@@ -133,43 +134,49 @@ func (l *loopState) settle(c, cur *conn) (closeCur bool) {
 		l.extend(c)
 	}
 	if l.account(c, held(c)) {
-		l.evict(cur)
+		evicted = l.evict(cur)
 	}
-	l.release(c, false)
-	return cur != nil && cur.Closing() != session.Open && !cur.ext.lingeringOrNil()
+	if c.ext != nil {
+		l.release(c, false)
+	}
+	return evicted
 }
 
-func (e *connExt) lingeringOrNil() bool { return e != nil && e.lingering }
-
 // evict closes the connections on this loop that hold the most, with reason
-// MemoryLimit, until the server is back under its memory budget (redis's
-// maxmemory-clients: the biggest clients pay). It walks the busy list once
-// and sorts it by size: O(busy log busy), only when over budget.
-func (l *loopState) evict(cur *conn) {
+// MemoryLimit, until the server is a tenth under its memory budget
+// (redis's maxmemory-clients: the biggest clients pay; the margin keeps one
+// eviction from following another at every read). It sorts the busy list
+// by size: O(busy log busy), only when over budget. cur, the connection
+// whose callback is running, is marked rather than closed; evict reports
+// whether it was.
+func (l *loopState) evict(cur *conn) (evictedCur bool) {
 	s := l.srv
 	budget := s.opts.MemoryBudget()
-	over := s.counters.Memory() - budget
+	over := s.counters.Memory() - (budget - budget/10)
 	if over <= 0 {
-		return
+		return false
 	}
 	victims := slices.Clone(l.busy)
-	slices.SortFunc(victims, func(a, b *conn) int { return int(b.ext.held - a.ext.held) })
+	slices.SortFunc(victims, func(a, b *conn) int { return cmp.Compare(b.ext.held, a.ext.held) })
 	for _, c := range victims {
 		if over <= 0 {
 			break
 		}
-		if c.ext == nil || c.ext.held == 0 || c.Closing() != session.Open && c != cur {
+		if c.ext == nil || c.ext.held == 0 {
 			continue
 		}
 		over -= c.ext.held
 		s.rejectLog.Warn().Uint64("conn", c.ID()).Stringer("remote", c.gc.RemoteAddr()).
 			Int64("held", c.ext.held).Int64("max_memory", budget).
 			Msg("connection closed: over the memory budget")
-		c.CloseFor(session.MemoryLimit, nil)
-		if c != cur {
-			_ = l.el.Close(c.gc)
+		c.CloseFor(session.MemoryLimit, nil) // no-op for one already closing
+		if c == cur {
+			evictedCur = true
+			continue
 		}
+		_ = l.el.Close(c.gc)
 	}
+	return evictedCur
 }
 
 // stash appends in to c's input buffer, growing it geometrically from what
@@ -292,7 +299,7 @@ func (l *loopState) checkBusy() {
 			continue
 		}
 		if c.ext != nil && l.account(c, held(c)) {
-			l.evict(nil)
+			_ = l.evict(nil)
 		}
 		if c.ext != nil {
 			l.release(c, false)

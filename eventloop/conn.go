@@ -83,7 +83,9 @@ func (a asyncConn) Send(payload []byte) error {
 func (a asyncConn) Close() error {
 	return a.onLoop(func() {
 		a.c.CloseFor(session.HandlerClosed, nil)
-		_ = a.c.gc.EventLoop().Close(a.c.gc)
+		if a.c.loop.linger(a.c) {
+			_ = a.c.gc.EventLoop().Close(a.c.gc)
+		}
 	})
 }
 
