@@ -1,6 +1,7 @@
 package session
 
 import (
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -30,8 +31,8 @@ const (
 )
 
 // Check notes that held bytes are held now and, when a reclaim is due,
-// starts one on a goroutine of its own (debug.FreeOSMemory runs a full
-// collection, which must not stall the caller) and reports true.
+// starts one on a goroutine of its own (it runs two full collections, which
+// must not stall the caller) and reports true.
 func (r *Reclaimer) Check(held int64, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -41,6 +42,11 @@ func (r *Reclaimer) Check(held int64, now time.Time) bool {
 	}
 	r.peak, r.last, r.busy = held, now, true
 	go func() {
+		// sync.Pool keeps what it holds through one collection (in its
+		// victim cache) and drops it at the next: collect once so the
+		// pooled buffers of the gone connections are unreachable, then
+		// free, which collects again and returns the pages.
+		runtime.GC()
 		debug.FreeOSMemory()
 		r.mu.Lock()
 		r.busy = false
