@@ -101,7 +101,10 @@ func TestTinyRun(t *testing.T) {
 			t.Errorf("%s %s: failed: %s", c.Server, c.Kind, c.Failed)
 			continue
 		}
-		if c.FramesPerS <= 0 || c.ServerCPU <= 0 || c.CPUPerFrameUS <= 0 || c.RSS <= 0 || c.Threads <= 0 ||
+		// CPU figures may be 0: /proc counts whole 10ms ticks, and a server
+		// sharing its core with a busy machine can use less than one in a
+		// 400ms cell. TestSampleProcSelf checks the sampling itself.
+		if c.FramesPerS <= 0 || c.ServerCPU < 0 || c.CPUPerFrameUS < 0 || c.RSS <= 0 || c.Threads <= 0 ||
 			c.Goroutines <= 0 || c.Mismatches != 0 || c.Bottleneck == "" || c.ConnsEstablished != 20 {
 			t.Errorf("implausible cell %+v", c)
 		}

@@ -3,7 +3,9 @@ package harness
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,37 +30,28 @@ type procSample struct {
 // sampleProc reads /proc/<pid>. Context switches are summed over the
 // threads alive now (a thread that exited took its counts with it; the Go
 // runtime and gnet keep their threads).
-func sampleProc(pid int) (procSample, error) {
+func sampleProc(pid int) (procSample, error) { return sampleProcIn("/proc", pid) }
+
+// sampleProcIn is sampleProc with /proc mounted at root.
+func sampleProcIn(root string, pid int) (procSample, error) {
 	s := procSample{at: time.Now()}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {
 		return s, err
 	}
-	// The command name may hold spaces; the fields after it are fixed.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return s, fmt.Errorf("harness: /proc/%d/stat: unexpected format", pid)
+	if s.cpu, err = parseStatCPU(stat); err != nil {
+		return s, fmt.Errorf("harness: %s: %w", filepath.Join(dir, "stat"), err)
 	}
-	fields := strings.Fields(string(stat[i+1:]))
-	// fields[0] is the state (field 3); utime is field 14, stime field 15.
-	if len(fields) < 13 {
-		return s, fmt.Errorf("harness: /proc/%d/stat: %d fields", pid, len(fields))
-	}
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return s, fmt.Errorf("harness: /proc/%d/stat: bad utime or stime", pid)
-	}
-	s.cpu = time.Duration(utime+stime) * time.Second / clockTicks
 
-	status, err := readStatus(fmt.Sprintf("/proc/%d/status", pid))
+	status, err := readStatus(filepath.Join(dir, "status"))
 	if err != nil {
 		return s, err
 	}
 	s.rss = status["VmRSS"] * 1024 // reported in kB
 	s.threads = int(status["Threads"])
 
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	tasks, err := filepath.Glob(filepath.Join(dir, "task", "*", "status"))
 	if err != nil {
 		return s, err
 	}
@@ -73,16 +66,43 @@ func sampleProc(pid int) (procSample, error) {
 	return s, nil
 }
 
-// readStatus parses the numeric fields of a /proc status file ("VmRSS:
-// 1234 kB" gives VmRSS=1234).
+// parseStatCPU returns utime + stime from the text of /proc/<pid>/stat: the
+// CPU time of all the process's threads, live and exited.
+func parseStatCPU(stat []byte) (time.Duration, error) {
+	// The command name may hold spaces and parentheses; the fields after
+	// its last ')' are fixed.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command name")
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	// fields[0] is the state (field 3); utime is field 14, stime field 15.
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(fields))
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil || utime < 0 || stime < 0 {
+		return 0, fmt.Errorf("bad utime %q or stime %q", fields[11], fields[12])
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// readStatus reads a /proc status file with parseStatus.
 func readStatus(path string) (map[string]int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return parseStatus(f)
+}
+
+// parseStatus parses the numeric fields of a /proc status file ("VmRSS:
+// 1234 kB" gives VmRSS=1234); other fields are left out.
+func parseStatus(r io.Reader) (map[string]int64, error) {
 	m := make(map[string]int64)
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
 		if !ok {

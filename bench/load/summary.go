@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // SchemaVersion is Summary.Schema. It changes only when a field is removed
@@ -65,8 +68,10 @@ type Summary struct {
 }
 
 // Latency is a distribution in microseconds, from an HDR histogram (three
-// significant digits; Max is exact). Closed loop: from the frame's send to
-// its reply. Open loop: from the frame's intended send time to its reply.
+// significant digits; Max is exact, and no other figure is above it: a
+// percentile whose bucket holds the maximum is reported as Max). Closed
+// loop: from the frame's send to its reply. Open loop: from the frame's
+// intended send time to its reply.
 type Latency struct {
 	Count  uint64  `json:"count"` // latencies recorded: FramesVerified
 	MinUS  float64 `json:"min_us"`
@@ -100,6 +105,22 @@ type CPU struct {
 
 func us(ns int64) float64 { return float64(ns) / 1e3 }
 
+// latencyOf summarizes h, whose largest recorded value is exactly maxNS.
+// The histogram answers a quantile with the top of its bucket and a mean
+// with bucket midpoints, either of which can lie above the exact maximum
+// when the largest values share its bucket; such figures are clamped to
+// maxNS, so that min <= p50 <= p90 <= p99 <= p99.9 <= max always holds.
+func latencyOf(h *hdrhistogram.Histogram, maxNS int64) Latency {
+	if h.TotalCount() == 0 {
+		return Latency{}
+	}
+	q := func(p float64) float64 { return us(min(h.ValueAtQuantile(p), maxNS)) }
+	return Latency{
+		Count: uint64(h.TotalCount()), MinUS: us(min(h.Min(), maxNS)), MeanUS: min(h.Mean(), float64(maxNS)) / 1e3,
+		P50US: q(50), P90US: q(90), P99US: q(99), P999US: q(99.9), MaxUS: us(maxNS),
+	}
+}
+
 func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, winEnd int64, cpu0, cpu1 rusage) {
 	tot := &stats{hist: newHist()}
 	for _, st := range all {
@@ -131,13 +152,7 @@ func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, win
 		s.FramesPerS = float64(tot.verified) / elapsed.Seconds()
 		s.MBPerS = float64(tot.verified) * float64(cfg.Size) / elapsed.Seconds() / 1e6
 	}
-	if h := tot.hist; h.TotalCount() > 0 {
-		s.Latency = Latency{
-			Count: uint64(h.TotalCount()), MinUS: us(h.Min()), MeanUS: h.Mean() / 1e3,
-			P50US: us(h.ValueAtQuantile(50)), P90US: us(h.ValueAtQuantile(90)), P99US: us(h.ValueAtQuantile(99)),
-			P999US: us(h.ValueAtQuantile(99.9)), MaxUS: us(tot.maxLat),
-		}
-	}
+	s.Latency = latencyOf(tot.hist, tot.maxLat)
 	for _, k := range Kinds {
 		if e := tot.errs[kindIndex[k]]; e.n > 0 {
 			s.Errors = append(s.Errors, ErrorCount{Kind: k, Count: e.n, Example: e.example, Hint: k.Hint()})
@@ -177,7 +192,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 		if s.OpenLoop {
 			mode = fmt.Sprintf("open loop at %.0f frames/s offered", s.RateOffered)
 		}
-		row("load", "%s, %.3gs measured after %.3gs warm-up", mode, s.ElapsedS, s.WarmupS)
+		row("load", "%s, %s measured after %s warm-up", mode, fmtSeconds(s.ElapsedS), fmtSeconds(s.WarmupS))
 		row("frames", "%d sent, %d verified", s.FramesSent, s.FramesVerified)
 		row("throughput", "%.0f frames/s, %.2f MB/s of payload each way", s.FramesPerS, s.MBPerS)
 	}
@@ -224,4 +239,15 @@ func fmtUS(v float64) string {
 		return fmt.Sprintf("%.2fms", v/1e3)
 	}
 	return fmt.Sprintf("%.0fµs", v)
+}
+
+// fmtSeconds writes a span given in seconds as a time.Duration rounded to
+// three significant digits: 37.2µs, 150ms, 10s, 2m3s.
+func fmtSeconds(secs float64) string {
+	d := time.Duration(secs * float64(time.Second))
+	unit := time.Duration(1)
+	for lim := 1000 * time.Nanosecond; d >= lim && lim < math.MaxInt64/10; lim *= 10 {
+		unit *= 10
+	}
+	return d.Round(unit).String()
 }
