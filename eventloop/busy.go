@@ -93,20 +93,27 @@ func (l *loopState) release(c *conn, force bool) {
 // frames straddling reads do not allocate one each.
 const maxSpareExts = 256
 
-// held is what c holds for its peer, as the server really holds it: the
-// capacity of its input buffer, and its pending output rounded up to a power
-// of two (gnet keeps pending output in a ring and in pooled blocks that are
-// powers of two).
+// held is what c holds for its peer, as the server holds it: the capacity
+// of its input buffer, and its pending output as gnet keeps it: in a ring
+// of up to outRing bytes (a power of two), then in pooled blocks the size of
+// each write, which for the loop's batched replies are close to their bytes.
 func held(c *conn) int64 {
 	var n int64
 	if c.ext != nil {
 		n = int64(cap(c.ext.in))
 	}
-	if p := c.gc.OutboundBuffered(); p > 0 {
+	switch p := c.gc.OutboundBuffered(); {
+	case p > outRing:
+		n += int64(p)
+	case p > 0:
 		n += int64(1) << bits.Len(uint(p-1))
 	}
 	return n
 }
+
+// outRing is the most gnet keeps of a connection's pending output in its
+// ring (gnet.WithWriteBufferCap's default) before it chains blocks.
+const outRing = 64 << 10
 
 // account records that c now holds n bytes, and reports whether the server
 // as a whole holds more than its memory budget.

@@ -128,11 +128,11 @@ func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) 
 		if c.gc.OutboundBuffered() > s.opts.MaxPending/2 {
 			// The peer is still not reading its replies. gnet cannot stop
 			// reading, so keep the input, but bound it too.
-			l.stash(c, in)
-			if len(c.ext.in) > s.opts.MaxPending {
+			if len(c.ext.in)+len(in) > s.opts.MaxPending {
 				c.CloseFor(session.SlowConsumer, nil)
 				return gnet.Close, false
 			}
+			l.stash(c, in)
 			if l.settle(c, c) {
 				return gnet.Close, false
 			}
