@@ -28,9 +28,9 @@ type connExt struct {
 
 	frameStart int64 // server clock (ns) when the partial frame in `in` began; 0 if none
 	held       int64 // bytes this conn last added to the memory counter
-	queued     int64 // reply bytes handed to gnet since ext was made, plus those pending then
-	flushed    int64 // queued less pending output at the last check
-	progress   int64 // server clock when output last made progress (or began to wait)
+	acked      int64 // reply bytes the peer had acknowledged at the last check
+	unsent     int   // bytes in the kernel's send queue at the last check
+	progress   int64 // server clock when the peer last took replies (or began to wait)
 	idx        int   // index in loopState.busy
 
 	paused    bool  // over MaxPending: frames are not served until output drains to half
@@ -45,14 +45,13 @@ type connExt struct {
 func (l *loopState) extend(c *conn) *connExt {
 	if c.ext == nil {
 		now := l.srv.clock()
-		pending := int64(c.gc.OutboundBuffered())
 		var e *connExt
 		if n := len(l.spareExts); n > 0 {
 			e, l.spareExts = l.spareExts[n-1], l.spareExts[:n-1]
 		} else {
 			e = new(connExt)
 		}
-		*e = connExt{idx: len(l.busy), queued: pending, progress: now}
+		*e = connExt{idx: len(l.busy), progress: now}
 		c.ext = e
 		l.busy = append(l.busy, c)
 	}
@@ -66,7 +65,7 @@ func (l *loopState) release(c *conn, force bool) {
 	if e == nil {
 		return
 	}
-	if !force && (len(e.in) > 0 || e.paused || e.lingering || c.gc.OutboundBuffered() > 0) {
+	if !force && (len(e.in) > 0 || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
 		return
 	}
 	l.account(c, 0)
@@ -283,8 +282,8 @@ func (l *loopState) checkBusy() {
 		c := l.busy[i]
 		e := c.ext
 		pending := c.gc.OutboundBuffered()
-		if flushed := e.queued - int64(pending); flushed > e.flushed || pending == 0 {
-			e.flushed, e.progress = flushed, now
+		if opts.WriteTimeout > 0 {
+			l.checkSendQueue(c, now)
 		}
 		switch {
 		case e.lingering:
@@ -301,7 +300,7 @@ func (l *loopState) checkBusy() {
 			l.closeFor(c, session.SlowFrame)
 			continue
 		}
-		if pending > 0 && opts.WriteTimeout > 0 && time.Duration(now-e.progress) >= opts.WriteTimeout {
+		if (pending > 0 || e.unsent > 0) && opts.WriteTimeout > 0 && time.Duration(now-e.progress) >= opts.WriteTimeout {
 			l.closeFor(c, session.SlowConsumer)
 			continue
 		}
@@ -312,4 +311,47 @@ func (l *loopState) checkBusy() {
 			l.release(c, false)
 		}
 	}
+}
+
+// checkSendQueue notes whether the peer took any of c's replies since the
+// last check. The replies the server wrote wait in two places: gnet's
+// outbound buffer and, before that, the kernel's send queue, which grows to
+// megabytes; a peer that stops reading can leave everything in the latter,
+// so the write timeout watches what the peer acknowledges, not only what
+// gnet holds.
+func (l *loopState) checkSendQueue(c *conn, now int64) {
+	e := c.ext
+	acked, unsent, err := sendQueue(c.gc.Fd())
+	if err != nil {
+		e.unsent = 0
+		if c.gc.OutboundBuffered() == 0 {
+			e.progress = now
+		}
+		return
+	}
+	if acked > e.acked || unsent == 0 && c.gc.OutboundBuffered() == 0 {
+		e.progress = now
+	}
+	e.acked, e.unsent = acked, unsent
+}
+
+// watchWrites runs each sweep with a write timeout: it looks at the send
+// queue of every connection written to since the last sweep (one ioctl
+// each) and starts watching, as busy, those whose replies wait in the kernel,
+// so checkBusy can tell when the peer stops taking them.
+func (l *loopState) watchWrites() {
+	now := l.srv.clock()
+	for i, c := range l.written {
+		l.written[i] = nil
+		if c.closed.Load() || c.ext != nil {
+			continue // gone, or busy and checked by checkBusy
+		}
+		if _, unsent, err := sendQueue(c.gc.Fd()); err == nil && unsent > 0 {
+			e := l.extend(c)
+			e.unsent = unsent
+			e.progress = now
+			l.checkSendQueue(c, now)
+		}
+	}
+	l.written = l.written[:0]
 }

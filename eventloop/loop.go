@@ -26,6 +26,7 @@ type loopState struct {
 	busy  []*conn  // conns with an ext (see busy.go), checked every sweep
 
 	spareExts []*connExt // released exts, for reuse
+	written   []*conn    // conns written to since the last sweep, with a write timeout
 
 	// copied counts the bytes copied into connections' input buffers: what
 	// a partial frame costs beyond reading it. Tests check that it stays
@@ -146,6 +147,9 @@ func (l *loopState) sweep() {
 	l.now = s.ticks()
 	if l.wheel != nil {
 		l.wheel.advance(l.now, func(c *conn) { l.closeFor(c, session.Idle) })
+	}
+	if len(l.written) > 0 {
+		l.watchWrites()
 	}
 	if len(l.busy) > 0 {
 		l.checkBusy()

@@ -21,3 +21,18 @@ func bytesWritten(fd int) (int64, error) {
 	}
 	return int64(info.Bytes_acked) + int64(queued), nil
 }
+
+// sendQueue returns how many bytes the peer has acknowledged so far and how
+// many wait in the socket's send queue (sent but not acknowledged, or not
+// sent yet): replies the server wrote that the peer has not taken.
+func sendQueue(fd int) (acked int64, queued int, err error) {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, 0, os.NewSyscallError("getsockopt TCP_INFO", err)
+	}
+	queued, err = unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return 0, 0, os.NewSyscallError("ioctl SIOCOUTQ", err)
+	}
+	return int64(info.Bytes_acked), queued, nil
+}

@@ -7,3 +7,7 @@ import "errors"
 // bytesWritten is unsupported here: a half-closing peer then gets only what
 // gnet's last non-blocking write attempt sends.
 func bytesWritten(int) (int64, error) { return 0, errors.ErrUnsupported }
+
+// sendQueue is unsupported here: the write timeout then sees only the
+// replies gnet holds, not those in the kernel's send queue.
+func sendQueue(int) (acked int64, queued int, err error) { return 0, 0, errors.ErrUnsupported }
