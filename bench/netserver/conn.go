@@ -13,9 +13,15 @@ import (
 	"echoloop/handlers"
 )
 
-// conn is one connection and its goroutine. The session, the read buffer and
-// out belong to that goroutine; writes to the socket, from it or from an
-// AsyncConn, are serialised by wmu.
+// conn is one connection and its goroutine. The session, the read buffer,
+// out and frameStart belong to that goroutine; writes to the socket, from it
+// or from an AsyncConn, are serialised by wmu. Other goroutines reach a conn
+// only through its atomic fields and the socket's deadlines: Shutdown
+// (stopReq, forced), AsyncConn.Close (closeReq), a stalled AsyncConn.Send
+// (stalled) and an eviction pass (memState); each sets its flag and then a
+// deadline in the past (Shutdown's forced close closes the socket), and the
+// goroutine checks the flags after arming its own deadlines, so a wake-up is
+// never lost to a deadline it overwrote.
 type conn struct {
 	session.Session
 	srv *Server
@@ -32,14 +38,35 @@ type conn struct {
 	lentIn, lentOut *[]byte
 	ownIn, ownOut   []byte
 
+	// frameStart is when the first byte of the partial frame buffered now
+	// arrived; zero when none is buffered or there is no frame timeout.
+	frameStart time.Time
+	// readDeadline is the deadline read last armed, so an unchanged one is
+	// not set again; idleBy is its idle part.
+	readDeadline, idleBy time.Time
+
+	// The output watch; see output.go. written is added to under wmu.
+	written   atomic.Int64    // reply bytes written into the socket
+	ackedSeen int64           // of those, the peer acknowledged this many at the last look
+	watchFrom time.Time       // when the watch (re)started; zero when off
+	raw       syscall.RawConn // for asking the kernel; set at the first look
+
+	// Memory accounting; see memory.go.
+	held      atomic.Int64 // added to the server's total by this goroutine
+	sendHeld  atomic.Int64 // frames AsyncConn.Send is holding to write
+	evictHeld atomic.Int64 // what an eviction pass counted in Server.evicting
+	memState  atomic.Int32 // memActive, memEvicted or memReleased
+
 	wmu      sync.Mutex
-	closed   atomic.Bool // the socket is closed; AsyncConn refuses
+	closed   atomic.Bool // the session is closed; AsyncConn refuses
 	stopReq  atomic.Bool // Shutdown asked the goroutine to drain and finish
 	closeReq atomic.Bool // AsyncConn.Close asked the goroutine to finish
+	stalled  atomic.Bool // an AsyncConn.Send made no progress for the write timeout
 	forced   atomic.Bool // Shutdown's deadline passed; the socket was closed under it
 }
 
-// errWoken means a read was cut short on purpose by a stop or close request.
+// errWoken means a read or write was cut short on purpose: by a stop or
+// close request, or by an eviction.
 var errWoken = errors.New("netserver: woken")
 
 var _ handlers.Conn = (*conn)(nil)
@@ -64,7 +91,8 @@ func (c *conn) interrupt() {
 }
 
 // serve runs the connection: read, decode and answer every complete frame,
-// write the replies in one write, until the peer or the server ends it.
+// write the replies in one write, until the peer or the server ends it; then
+// close, gracefully when the reason asks for it.
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	s := c.srv
@@ -72,14 +100,15 @@ func (c *conn) serve() {
 	if c.Closing() == session.ConnLimit {
 		s.rejectLog.Warn().Stringer("remote", c.nc.RemoteAddr()).Int("max_conns", s.opts.MaxConns).
 			Msg("connection refused: at the connection limit")
-		c.finish(nil)
+		c.closeNow(nil)
 		return
 	}
 	if err := c.write(); err != nil {
-		c.finish(c.writeFailed(err))
+		c.closeGracefully(c.writeFailed(err))
 		return
 	}
 	c.buf = make([]byte, s.opts.ReadBufferSize)
+	c.account()
 	var ioErr error
 	for c.Closing() == session.Open {
 		n, err := c.read()
@@ -90,6 +119,9 @@ func (c *conn) serve() {
 			}
 		}
 		if err != nil {
+			if c.resumeAfter(err) {
+				continue
+			}
 			ioErr = c.readFailed(err)
 			break
 		}
@@ -98,18 +130,16 @@ func (c *conn) serve() {
 		ioErr = c.drain()
 		c.CloseFor(session.ServerStopping, nil)
 	}
-	c.finish(ioErr)
+	c.closeGracefully(ioErr)
 }
 
-// read reads once into the buffer, with the idle deadline armed.
+// read reads once into the buffer, with the read deadline armed.
 func (c *conn) read() (int, error) {
 	c.makeRoom()
-	if idle := c.srv.opts.IdleTimeout; idle > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(idle))
-	}
+	c.armRead()
 	// Checked after arming: a wake-up deadline set before ours was
 	// overwritten, but its request is visible here.
-	if c.stopReq.Load() || c.closeReq.Load() {
+	if c.woken() {
 		return 0, errWoken
 	}
 	free := len(c.buf) - c.end
@@ -127,11 +157,59 @@ func (c *conn) read() (int, error) {
 	return n, err
 }
 
+// woken says whether another goroutine asked this one to stop serving.
+func (c *conn) woken() bool {
+	return c.stopReq.Load() || c.closeReq.Load() || c.stalled.Load() || c.evicted()
+}
+
+// armRead sets the read deadline to the earliest of the idle deadline (the
+// idle timeout from now), the frame deadline (the frame timeout from
+// frameStart) and the output watch's (the write timeout from watchFrom), or
+// clears it when none applies. resumeAfter and readFailed tell which one
+// passed.
+func (c *conn) armRead() {
+	o := &c.srv.opts
+	c.idleBy = time.Time{}
+	if o.IdleTimeout > 0 {
+		c.idleBy = time.Now().Add(o.IdleTimeout)
+	}
+	c.watchOutput()
+	d := earlier(c.idleBy, c.frameStart, o.FrameTimeout)
+	d = earlier(d, c.watchFrom, o.WriteTimeout)
+	if !d.Equal(c.readDeadline) {
+		c.readDeadline = d
+		_ = c.nc.SetReadDeadline(d)
+	}
+}
+
+// earlier returns d or, if from is set, from+after when that comes first;
+// a zero d is no deadline.
+func earlier(d, from time.Time, after time.Duration) time.Time {
+	if from.IsZero() {
+		return d
+	}
+	if at := from.Add(after); d.IsZero() || at.Before(d) {
+		return at
+	}
+	return d
+}
+
 // serveBuffered answers every complete frame buffered, if there is one,
-// and gives lent buffers back once a burst is over.
+// gives lent buffers back once a burst is over, and keeps the memory total
+// current.
 func (c *conn) serveBuffered() error {
-	defer c.settle()
+	err := c.serveAndWrite()
+	c.settle()
+	c.account()
+	return err
+}
+
+// serveAndWrite serves the complete frames buffered and writes their
+// replies. The reply buffer is counted in the memory total while the write
+// holds it: a peer that does not read keeps it held.
+func (c *conn) serveAndWrite() error {
 	if c.end-c.start < c.Need() {
+		c.noteFrame(0)
 		return nil
 	}
 	c.out = c.out[:0]
@@ -141,17 +219,44 @@ func (c *conn) serveBuffered() error {
 		c.lentOut = burstBuffers.Get().(*[]byte)
 		c.ownOut, c.out = c.out, (*c.lentOut)[:0]
 	}
-	c.start += c.Serve(c, c.buf[c.start:c.end], &c.out)
+	used := c.Serve(c, c.buf[c.start:c.end], &c.out)
+	c.start += used
+	c.noteFrame(used)
+	c.account()
 	return c.write()
 }
 
-// readFailed records why a read ended: a stop or close request, the idle
-// timeout, or an I/O error that it returns for the session to classify.
+// noteFrame keeps frameStart for the frame timeout, after a read and the
+// Serve that used the first used bytes buffered. Nothing buffered: no frame
+// has started. Something buffered and either a frame ended in this read or
+// nothing was buffered before: the partial frame's first byte came with
+// this read, now.
+func (c *conn) noteFrame(used int) {
+	switch {
+	case c.start == c.end:
+		c.frameStart = time.Time{}
+	case !c.srv.opts.FrameTimeoutOn():
+	case used > 0 || c.frameStart.IsZero():
+		c.frameStart = time.Now()
+	}
+}
+
+// frameOverdue says whether the partial frame buffered has outlived the
+// frame timeout.
+func (c *conn) frameOverdue() bool {
+	return !c.frameStart.IsZero() && !time.Now().Before(c.frameStart.Add(c.srv.opts.FrameTimeout))
+}
+
+// readFailed records why a read ended: Shutdown's forced close, an
+// eviction, a stop or close request, a stalled Send, one of the read's
+// deadlines, or an I/O error that it returns for the session to classify.
 func (c *conn) readFailed(err error) error {
 	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 	switch {
 	case c.forced.Load():
 		c.CloseFor(session.ServerStopping, nil)
+	case c.evicted():
+		c.CloseFor(session.MemoryLimit, nil)
 	case c.closeReq.Load() && (timedOut || errors.Is(err, errWoken)):
 		c.CloseFor(session.HandlerClosed, nil)
 	case c.stopReq.Load() && timedOut && c.drainExpired():
@@ -159,21 +264,40 @@ func (c *conn) readFailed(err error) error {
 		c.CloseFor(session.ServerStopping, nil)
 	case c.stopReq.Load() && (timedOut || errors.Is(err, errWoken)):
 		return nil // serve drains
+	case c.stalled.Load():
+		c.CloseFor(session.SlowConsumer, nil)
 	case timedOut:
-		c.CloseFor(session.Idle, nil)
+		c.CloseFor(c.expired(), nil)
 	default:
 		return err
 	}
 	return nil
 }
 
-// writeFailed records why a write failed: the write timeout (a slow
-// consumer), a forced shutdown, or an I/O error returned as is.
+// expired tells which of the read's deadlines passed (see armRead): the
+// frame deadline (SlowFrame), the idle deadline (Idle), or else the output
+// watch's, with no progress (SlowConsumer: resumeAfter carried on after
+// the watch's deadline when there was progress).
+func (c *conn) expired() session.Reason {
+	now := time.Now()
+	switch {
+	case c.frameOverdue():
+		return session.SlowFrame
+	case !c.idleExpired(now) && c.outputDue(now):
+		return session.SlowConsumer
+	}
+	return session.Idle
+}
+
+// writeFailed records why a write failed: a forced shutdown, an eviction,
+// the write timeout (a slow consumer), or an I/O error returned as is.
 func (c *conn) writeFailed(err error) error {
 	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 	switch {
 	case c.forced.Load():
 		c.CloseFor(session.ServerStopping, nil)
+	case c.evicted():
+		c.CloseFor(session.MemoryLimit, nil)
 	case timedOut && c.stopReq.Load() && c.drainExpired():
 		c.srv.cut.Store(true)
 		c.CloseFor(session.ServerStopping, nil)
@@ -235,127 +359,42 @@ func unreadBytes(nc net.Conn) (int, error) {
 	return n, ierr
 }
 
-// Read buffers adapt to the traffic in two tiers. A connection's own buffer
-// starts at ReadBufferSize and doubles on every read that fills it, up to
-// maxOwnBuffer, which it keeps until it has been quiet for shrinkAfter reads.
-// A read that fills even that starts a burst: the connection borrows a
-// burstSize buffer (gnet's read size, so both models read as much per system
-// call) from burstBuffers for its reads and another for its replies, and
-// gives both back as soon as a read leaves the buffer part empty, which
-// means the socket is drained. Memory then follows the connections moving
-// data at this moment, not every connection that ever did: 10,000
-// connections each keeping 64 KiB to read and 64 KiB of replies would hold
-// 1.25 GiB, and the garbage collector would scan it.
-const (
-	maxOwnBuffer = 8 << 10
-	burstSize    = 64 << 10
-)
-
-// burstBuffers holds *[]byte of burstSize bytes.
-var burstBuffers = sync.Pool{New: func() any {
-	b := make([]byte, burstSize)
-	return &b
-}}
-
-// shrinkAfter is how many small reads in a row give a grown buffer back: one
-// small read is often just the tail of a frame.
-const shrinkAfter = 16
-
-// makeRoom prepares the buffer for the next read: it grows or shrinks the
-// connection's own buffer, or starts a burst (see maxOwnBuffer). A frame
-// larger than the buffer gets a buffer of its own, as large as the frame
-// needs. Unconsumed bytes are moved to the front.
-func (c *conn) makeRoom() {
-	initial := c.srv.opts.ReadBufferSize
-	size := len(c.buf)
-	switch {
-	case c.lentIn != nil:
-	case c.filled && size >= maxOwnBuffer && size < burstSize:
-		size = burstSize
-	case c.filled && size < maxOwnBuffer:
-		size = min(2*size, maxOwnBuffer)
-	case c.start == c.end && size > initial && c.smallReads >= shrinkAfter:
-		size = initial
-	}
-	if c.start == c.end {
-		c.start, c.end = 0, 0
-	}
-	need := max(c.Need(), 1)
-	pending := c.end - c.start
-	switch {
-	case size == burstSize && c.lentIn == nil && need <= burstSize:
-		c.lentIn = burstBuffers.Get().(*[]byte)
-		c.ownIn = c.buf
-		c.buf = *c.lentIn
-		copy(c.buf, c.ownIn[c.start:c.end])
-	case need > size:
-		// the codec caps need, so this is bounded by the max frame
-		resized := make([]byte, need)
-		copy(resized, c.buf[c.start:c.end])
-		c.giveBackIn()
-		c.buf = resized
-	case size != len(c.buf):
-		resized := make([]byte, size)
-		copy(resized, c.buf[c.start:c.end])
-		c.buf = resized
-	case c.end < len(c.buf) && c.start+need <= len(c.buf):
-		return // room enough where it is
-	default:
-		copy(c.buf, c.buf[c.start:c.end])
-	}
-	c.start, c.end = 0, pending
-	c.filled = false
-	if size != len(c.buf) || c.smallReads >= shrinkAfter {
-		c.smallReads = 0
-	}
-}
-
-// settle ends a burst once a read has left the lent buffer part empty and
-// what is unconsumed fits the connection's own buffer, and gives back the
-// replies' buffer once they are written.
-func (c *conn) settle() {
-	if c.lentOut != nil {
-		burstBuffers.Put(c.lentOut)
-		c.lentOut, c.out, c.ownOut = nil, c.ownOut[:0], nil
-	}
-	keep := maxOwnBuffer
-	if len(c.buf) > burstSize {
-		// A frame-sized read buffer, kept while such frames keep coming:
-		// keep room for their replies too, so they do not allocate each time.
-		keep = 2 * len(c.buf)
-	}
-	if cap(c.out) > keep {
-		c.out = nil // grown by a batch larger than this connection keeps
-	}
-	if c.lentIn != nil && !c.filled && c.end-c.start <= len(c.ownIn) {
-		n := copy(c.ownIn, c.buf[c.start:c.end])
-		c.buf, c.start, c.end = c.ownIn, 0, n
-		c.giveBackIn()
-	}
-}
-
-// giveBackIn returns the lent read buffer, if any, to the pool; the caller
-// has copied out what it needs.
-func (c *conn) giveBackIn() {
-	if c.lentIn != nil {
-		burstBuffers.Put(c.lentIn)
-		c.lentIn, c.ownIn = nil, nil
-	}
-}
-
-// write sends the replies collected in out with one write. A peer that does
-// not read makes it block, which stops this goroutine reading: the model's
-// back-pressure. The write timeout bounds the wait.
+// write sends the replies collected in out. A peer that does not read
+// makes it block, which stops this goroutine reading: the model's
+// back-pressure. The write timeout bounds each wait for progress (see
+// writeAll).
 func (c *conn) write() error {
 	if len(c.out) == 0 {
 		return nil
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.armWrite()
-	n, err := c.nc.Write(c.out)
-	c.CountWritten(n)
-	return err
+	return c.writeAll(c.out)
+}
+
+// writeAll writes all of p. WriteTimeout bounds how long a reply may make
+// no progress, not how long all of it may take: a peer that reads slowly
+// but steadily is served however large the reply. Each write(2) wait is
+// armed with the write timeout; when it passes after part of p went out, the
+// deadline is armed afresh for the rest. A peer that stops reading is
+// therefore closed as SlowConsumer between one and two write timeouts after
+// its last progress. Shutdown's deadline, an eviction or Shutdown's forced
+// close end the write at once. Called with wmu held.
+func (c *conn) writeAll(p []byte) error {
+	for {
+		c.armWrite()
+		if c.evicted() { // checked after arming, as in read
+			return errWoken
+		}
+		n, err := c.nc.Write(p)
+		c.written.Add(int64(n))
+		c.CountWritten(n)
+		p = p[n:]
+		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) ||
+			(c.stopReq.Load() && c.drainExpired()) {
+			return err
+		}
+	}
 }
 
 // armWrite sets the write deadline: the write timeout, or while draining the
@@ -375,18 +414,6 @@ func (c *conn) armWrite() {
 	}
 }
 
-// finish settles the session's close reason (counted and logged before the
-// peer can see the close) and closes the socket.
-func (c *conn) finish(ioErr error) {
-	c.wmu.Lock()
-	c.closed.Store(true)
-	c.wmu.Unlock()
-	c.Closed(c, c.nc.RemoteAddr(), ioErr, c.end-c.start)
-	_ = c.nc.Close()
-	c.settle()
-	c.giveBackIn()
-}
-
 // asyncConn is the handlers.AsyncConn of a conn.
 type asyncConn struct{ c *conn }
 
@@ -394,23 +421,37 @@ var _ handlers.AsyncConn = asyncConn{}
 
 func (a asyncConn) ID() uint64 { return a.c.ID() }
 
-// Send writes the frame at once, under the connection's write lock: a peer
-// that does not read blocks the sender (up to the write timeout), which is
-// how this model applies back-pressure.
+// Send writes the frame at once, under the connection's write lock, with
+// the same write timeout as the connection's replies (see writeAll): a peer
+// that does not read blocks the sender, which is how this model applies
+// back-pressure. When the write timeout ends a Send, the connection is
+// closed as SlowConsumer, as when a reply stalls. The encoded frame counts
+// toward the memory budget, and toward its connection's share, from its
+// encoding until it is written.
 func (a asyncConn) Send(payload []byte) error {
 	buf, err := a.c.Codec().Append(nil, payload)
 	if err != nil {
 		return err
 	}
+	held := int64(cap(buf))
+	a.c.sendHeld.Add(held)
+	a.c.srv.addMemory(held)
+	defer func() {
+		a.c.sendHeld.Add(-held)
+		a.c.srv.addMemory(-held)
+	}()
 	a.c.wmu.Lock()
 	defer a.c.wmu.Unlock()
 	if a.c.closed.Load() {
 		return handlers.ErrClosed
 	}
-	a.c.armWrite()
-	n, err := a.c.nc.Write(buf)
-	a.c.CountWritten(n)
-	if err != nil {
+	if err := a.c.writeAll(buf); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && !a.c.stopReq.Load() {
+			// The frame is cut: the stream cannot go on. Close as a
+			// blocked reply would.
+			a.c.stalled.Store(true)
+			_ = a.c.nc.SetReadDeadline(time.Now())
+		}
 		return handlers.ErrClosed
 	}
 	a.c.CountAsyncFrame()

@@ -5,9 +5,17 @@
 // the event loop, so the two differ only in how they wait for sockets.
 //
 // It is written the way a careful Go programmer would write it, not as a
-// strawman: one read buffer per connection that grows only when a frame needs
-// it, replies to all frames of one read collected and written with one
-// write(2), and no allocation per frame.
+// strawman: one read buffer per connection that grows only as the bytes of a
+// frame arrive, replies to all frames of one read collected and written with
+// one write(2), and no allocation per frame.
+//
+// It holds up against hostile clients the way the event loop does, with
+// the means of its model: read deadlines for the idle and frame timeouts; for
+// the write timeout, a write deadline re-armed on every progress and a watch
+// on the replies the kernel holds unacknowledged (output.go); a lingering
+// close for the closes that promise earlier replies (close.go); and a memory
+// budget over all connections that closes the ones holding the most
+// (memory.go). Buffers follow what arrived (buffer.go).
 package netserver
 
 import (
@@ -42,8 +50,9 @@ type Options struct {
 	session.Config
 
 	// ReadBufferSize is each connection's initial read buffer in bytes; it
-	// grows when a frame needs more and returns to this size when the
-	// connection goes quiet. Zero means DefaultReadBufferSize.
+	// grows as traffic or a frame's bytes fill it and returns to this size
+	// when the connection goes quiet (see buffer.go). Zero means
+	// DefaultReadBufferSize.
 	ReadBufferSize int
 }
 
@@ -68,6 +77,15 @@ type Server struct {
 
 	drainBy atomic.Int64 // Shutdown's deadline in Unix ns, 0 for none
 	cut     atomic.Bool  // a connection was closed busy at that deadline
+
+	// frameLimit is the most bytes one frame can take buffered; see grown.
+	frameLimit int
+
+	// Memory budget; see memory.go.
+	memLog   zerolog.Logger // eviction warnings, sampled like rejectLog
+	evicting atomic.Int64   // bytes held by connections chosen for eviction, not yet closed
+	evictMu  sync.Mutex     // one eviction pass at a time; guards victims
+	victims  []victim       // an eviction pass's scratch list
 }
 
 // drainDeadline is when a draining connection must be done; zero for no
@@ -96,10 +114,12 @@ func New(opts Options) (*Server, error) {
 		opts:      opts,
 		log:       log,
 		rejectLog: session.RejectLogger(log),
+		memLog:    session.RejectLogger(log),
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
+	s.frameLimit = min(opts.Codec.MaxPayload(), session.MaxBuffer) + frameOverhead
 	s.shared = session.Shared{Config: &s.opts.Config, Counters: &s.counters, Log: &s.log}
 	return s, nil
 }
@@ -179,7 +199,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 		if s.stopping.Load() {
 			s.mu.Unlock()
 			c.CloseFor(session.ServerStopping, nil)
-			c.finish(nil)
+			c.closeNow(nil)
 			continue
 		}
 		s.conns[c] = struct{}{}
@@ -191,8 +211,10 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 // Shutdown drains the server and stops it, as the event loop's does: it
 // stops accepting, then each connection answers what it had received
 // (including bytes still unread in the kernel), writes its replies and
-// closes with reason ServerStopping; a partial frame is dropped. When ctx
-// ends first, the connections still busy are closed as they are and
+// closes with reason ServerStopping; a partial frame is dropped. The close
+// lingers (see conn.linger) within ctx's deadline, so a connection whose
+// peer neither sends nor closes keeps Shutdown waiting up to LingerTime.
+// When ctx ends first, the connections still busy are closed as they are and
 // Shutdown returns ctx.Err(); the server is stopped either way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
