@@ -44,6 +44,10 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.Init(&s.shared)
 	gc.SetContext(c)
 	if s.stopping.Load() {
+		// Accepted during the drain: closed at once, with nothing unread,
+		// so the peer sees an orderly EOF (the goroutine model does the
+		// same).
+		s.counters.Accepted()
 		c.CloseFor(session.ServerStopping, nil)
 		return nil, gnet.Close
 	}

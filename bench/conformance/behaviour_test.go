@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,41 @@ func TestShutdown(t *testing.T) {
 		}
 		if n := srv.Stats().Closes[session.ServerStopping]; n != 1 {
 			t.Errorf("closes for server stopping = %d, want 1", n)
+		}
+	})
+}
+
+// TestConnectDuringShutdown checks that both models treat a connection
+// that arrives while the server drains alike: accepted, closed at once with
+// an orderly EOF, counted as accepted and closed for shutdown.
+func TestConnectDuringShutdown(t *testing.T) {
+	eachModel(t, func(t *testing.T, m string) {
+		srv := start(t, m, frame.Line{}, handlers.Echo{})
+		hold := servertest.NewClient(servertest.Dial(t, srv.Addr()), frame.Line{})
+		roundTrip(t, hold, []byte("hello"))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped := make(chan error, 1)
+		go func() { stopped <- srv.Shutdown(ctx) }()
+		// hold's close lingers until hold closes too: the drain is on.
+		if err := servertest.WaitClosed(hold.Conn); !errors.Is(err, io.EOF) {
+			t.Fatalf("held connection: read %v, want EOF", err)
+		}
+		late, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatalf("connecting during the drain: %v, want accepted then closed", err)
+		}
+		defer late.Close()
+		if err := servertest.WaitClosed(late); !errors.Is(err, io.EOF) {
+			t.Fatalf("late connection: read %v, want EOF", err)
+		}
+		hold.Conn.Close()
+		if err := <-stopped; err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		st := srv.Stats()
+		if st.Closes[session.ServerStopping] != 2 || st.ConnsTotal != 2 {
+			t.Errorf("conns total %d, closes %v: want 2 accepted, 2 closed for shutdown", st.ConnsTotal, st.Closes)
 		}
 	})
 }

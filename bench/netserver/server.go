@@ -65,6 +65,7 @@ type Server struct {
 	counters  session.Counters
 	shared    session.Shared // what every connection's session refers to
 
+	reclaim  session.Reclaimer // gives memory back after bursts
 	started  atomic.Bool
 	stopping atomic.Bool
 	ready    chan struct{} // closed once listening, or on failure
@@ -169,9 +170,30 @@ func (s *Server) ListenAndServe() error {
 		ln.Close()
 		return ErrServerClosed
 	}
+	stopReclaim := make(chan struct{})
+	defer close(stopReclaim)
+	go s.reclaimLoop(stopReclaim)
 	err = s.acceptLoop(ln)
 	s.wg.Wait()
 	return err
+}
+
+// reclaimInterval is how often the server checks whether to give memory
+// back to the OS (see session.Reclaimer).
+const reclaimInterval = time.Second
+
+// reclaimLoop gives memory back to the OS after bursts, until stop closes.
+func (s *Server) reclaimLoop(stop <-chan struct{}) {
+	t := time.NewTicker(reclaimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			s.reclaim.Check(s.counters.Memory(), now)
+		}
+	}
 }
 
 // acceptLoop accepts until the listener is closed. Running out of file
@@ -198,6 +220,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 		s.mu.Lock()
 		if s.stopping.Load() {
 			s.mu.Unlock()
+			s.counters.Accepted()
 			c.CloseFor(session.ServerStopping, nil)
 			c.closeNow(nil)
 			continue
@@ -230,31 +253,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		s.drainBy.Store(d.UnixNano())
 	}
+	// The listener stays open while the connections drain: a connection
+	// that arrives meanwhile is accepted and closed at once (acceptLoop),
+	// as the event loop does, rather than left to the kernel's backlog.
 	s.mu.Lock()
-	if s.ln != nil {
-		s.ln.Close()
-	}
 	for c := range s.conns {
 		c.interrupt()
 	}
 	s.mu.Unlock()
+	// No connection goroutine starts once stopping is set (acceptLoop
+	// checks it under mu), so waiting on wg now is safe.
+	drained := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(drained)
+	}()
+	var err error
 	select {
-	case <-s.done:
+	case <-drained:
 		if s.cut.Load() {
 			// The deadline cut a connection off just before ctx said so.
-			return context.DeadlineExceeded
+			err = context.DeadlineExceeded
 		}
-		return nil
 	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.forced.Store(true)
+			_ = c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-drained
+		err = ctx.Err()
 	}
 	s.mu.Lock()
-	for c := range s.conns {
-		c.forced.Store(true)
-		_ = c.nc.Close()
+	if s.ln != nil {
+		s.ln.Close()
 	}
 	s.mu.Unlock()
 	<-s.done
-	return ctx.Err()
+	return err
 }
 
 func (s *Server) forget(c *conn) {
