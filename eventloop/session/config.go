@@ -59,17 +59,19 @@ type Config struct {
 
 	// MaxPending caps the reply bytes the server holds for one connection
 	// whose peer does not read. The event loop stops serving that
-	// connection's frames (they stay buffered) until its pending output
-	// falls to half the cap, and closes it as SlowConsumer if its unserved
-	// input passes the cap as well. At most MaxBuffer. The goroutine model holds no more than
+	// connection's frames (they are kept) until its pending output falls
+	// to half the cap, and closes it as SlowConsumer if its kept input
+	// would pass the cap as well, so such a peer holds at most about twice
+	// MaxPending. At most MaxBuffer. The goroutine model holds no more than
 	// one batch of replies: its goroutine blocks in write(2) and stops
 	// reading, and TCP flow control stops the peer. Zero means
 	// DefaultMaxPending.
 	MaxPending int
 
-	// WriteTimeout closes, as SlowConsumer, a connection whose pending
-	// replies make no progress for this long while the server waits on it
-	// (the event loop has paused it; the goroutine is blocked in write).
+	// WriteTimeout closes, as SlowConsumer, a connection whose peer takes
+	// none of its pending replies for this long, wherever they wait: in the
+	// server's buffers, or in the kernel's send queue (which Linux grows to
+	// megabytes, so a peer that stops reading may leave every reply there).
 	// Zero means no write timeout.
 	WriteTimeout time.Duration
 
