@@ -1,8 +1,6 @@
 package eventloop
 
-import (
-	"github.com/panjf2000/gnet/v2/pkg/pool/byteslice"
-)
+import "echoloop/eventloop/session"
 
 // minInBuf is the smallest input buffer a connection gets for a partial
 // frame: most partial frames are a small tail of one read.
@@ -10,7 +8,7 @@ const minInBuf = 512
 
 // inBufs recycles connections' input buffers in power-of-two classes, so a
 // stream of frames that straddle reads does not allocate one per frame.
-var inBufs byteslice.Pool
+var inBufs session.BufPool
 
 // appendBuf appends p to buf, growing it by doubling from what has arrived:
 // a buffer's size follows the bytes received, never what a header

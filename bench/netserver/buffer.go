@@ -1,6 +1,10 @@
 package netserver
 
-import "sync"
+import (
+	"sync"
+
+	"echoloop/eventloop/session"
+)
 
 // Read buffers adapt to the traffic in two tiers, and follow what has
 // arrived, never what a header announces.
@@ -67,8 +71,14 @@ func (c *conn) makeRoom() {
 		c.ownIn, c.buf = c.buf, *c.lentIn
 		copy(c.buf, c.ownIn[c.start:c.end])
 	default:
-		resized := make([]byte, size)
+		var resized []byte
+		if size > burstSize {
+			resized = frameBuffers.Get(size) // a frame's buffer: see frameBuffers
+		} else {
+			resized = make([]byte, size)
+		}
 		copy(resized, c.buf[c.start:c.end])
+		c.putFrameBuffer()
 		c.giveBackIn()
 		c.buf = resized
 	}
@@ -138,6 +148,19 @@ func (c *conn) settle() {
 	}
 }
 
+// frameBuffers recycles the read buffers of frames larger than a burst
+// buffer: a connection grows one by doubling while a large frame arrives,
+// and the pool takes each smaller one back instead of leaving it as garbage.
+var frameBuffers session.BufPool
+
+// putFrameBuffer gives the connection's own read buffer to frameBuffers
+// when it is one of theirs; the caller replaces it.
+func (c *conn) putFrameBuffer() {
+	if c.lentIn == nil && cap(c.buf) > burstSize {
+		frameBuffers.Put(c.buf)
+	}
+}
+
 // giveBackIn returns the lent read buffer, if any, to the pool; the caller
 // has copied out what it needs.
 func (c *conn) giveBackIn() {
@@ -156,6 +179,7 @@ func (c *conn) dropBuffers() {
 		burstBuffers.Put(c.lentOut)
 		c.lentOut = nil
 	}
+	c.putFrameBuffer()
 	c.giveBackIn()
 	c.buf, c.out, c.ownOut = nil, nil, nil
 	c.start, c.end = 0, 0
