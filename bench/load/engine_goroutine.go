@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// goroutineEngine runs one goroutine per connection with blocking reads and
-// writes on a net.TCPConn. Between phases each goroutine waits on its next
-// channel; the coordinator hands it the next plan.
+// goroutineEngine runs one goroutine per connection with blocking reads on a
+// net.TCPConn, and a short-lived one for each blocking write. Between phases
+// each connection's goroutine waits on its next channel; the coordinator
+// hands it the next plan.
 type goroutineEngine struct {
 	l     *Load
 	cfg   *config
@@ -28,7 +29,14 @@ type goroutineEngine struct {
 }
 
 // gconn is one connection and its goroutine, which owns every field but
-// next.
+// next and written. While writing is set, out belongs to the goroutine
+// writing it (write).
+//
+// Each batch of frames is written on a goroutine of its own so that replies
+// are read while the batch waits for the socket to take it. A server that
+// stops reading while its replies are not read (one blocked in write(2))
+// would otherwise wait on the client while the client waits on it, whenever
+// a batch is more than the socket buffers hold.
 type gconn struct {
 	connState
 	e    *goroutineEngine
@@ -38,10 +46,13 @@ type gconn struct {
 
 	buf        []byte // buf[start:end] is received and not yet consumed
 	start, end int
-	out        []byte
+
+	out      []byte     // the batch of frames last filled
+	writing  bool       // out is being written: fill no more until written answers
+	written  chan error // write's answer for each batch: nil, or its error
+	writeOut func()     // c.write, bound once in serve: "go c.write()" allocates per call
 
 	last  int64 // last progress: a reply, or a send with nothing in flight
-	dl    int64 // deadline for making progress, set on the socket for writes
 	rdl   int64 // read deadline now set on the socket
 	timer *time.Timer
 	dead  bool
@@ -144,6 +155,7 @@ func (c *gconn) serve(p *plan) {
 		size = 512
 	}
 	c.buf = make([]byte, size+e.cfg.wire)
+	c.written, c.writeOut = make(chan error, 1), c.write
 	for {
 		if !c.dead {
 			c.run(p)
@@ -158,7 +170,19 @@ func (c *gconn) serve(p *plan) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	if c.writing { // a failed connection's, closed: the write is returning
+		<-c.written
+	}
 	_ = c.nc.Close()
+}
+
+// write writes out and answers on written. It runs on a goroutine of its
+// own, started by run for each batch. A write has no deadline of its own:
+// while it blocks, frames are in flight and run's read deadline runs; a
+// connection that fails is closed, which ends the write.
+func (c *gconn) write() {
+	_, err := c.nc.Write(c.out)
+	c.written <- err
 }
 
 func (e *goroutineEngine) phase(p *plan) {
@@ -205,7 +229,12 @@ func (c *gconn) fail(err error) {
 
 func (e *goroutineEngine) at(t int64) time.Time { return e.l.base.Add(time.Duration(t)) }
 
-// run drives the connection through plan p.
+// run drives the connection through plan p. It fills a batch of frames when
+// the last one is written, starts writing it, and reads replies meanwhile.
+// A frame's send time is when its batch is filled, just before the write. An
+// open-loop frame that falls due during a write goes out after it (when the
+// next reply shows the write has ended); its latency counts from when it was
+// due.
 //
 // Deadlines: a timer update per read would cost as much as the rest of the
 // loop, so the read deadline is moved only when it lags the wanted one
@@ -217,25 +246,28 @@ func (c *gconn) run(p *plan) {
 	timeout := int64(cfg.Timeout)
 	for {
 		now := e.l.now()
-		if c.inflight() == 0 {
-			c.last = now
+		var wake int64 // 0 while a batch is being written: only replies to wait for
+		if !c.writing {
+			if c.inflight() == 0 {
+				c.last = now
+			}
+			c.out, wake = c.fill(c.out[:0], now, cfg, p, &c.st)
+			if len(c.out) > 0 {
+				c.writing = true
+				go c.writeOut()
+			}
 		}
-		var wake int64
-		c.out, wake = c.fill(c.out[:0], now, cfg, p, &c.st)
-		if len(c.out) > 0 {
-			if want := now + timeout; want-c.dl > timeout/8 {
-				c.dl = want
-				if err := c.nc.SetWriteDeadline(e.at(c.dl)); err != nil {
+		if c.inflight() == 0 {
+			if c.writing {
+				// Every frame of the batch is answered, so the server has
+				// taken all of it: the write is returning.
+				c.writing = false
+				if err := <-c.written; err != nil {
 					c.fail(err)
 					return
 				}
+				continue
 			}
-			if _, err := c.nc.Write(c.out); err != nil {
-				c.fail(err)
-				return
-			}
-		}
-		if c.inflight() == 0 {
 			if wake == never {
 				return
 			}
@@ -275,6 +307,17 @@ func (c *gconn) run(p *plan) {
 				if c.st.liveFrames >= 64 {
 					c.st.flushLive()
 				}
+			}
+		}
+		if c.writing {
+			select {
+			case werr := <-c.written:
+				c.writing = false
+				if werr != nil {
+					c.fail(werr)
+					return
+				}
+			default: // still writing: go on reading
 			}
 		}
 		switch {
