@@ -42,7 +42,8 @@ const (
 	// trips per core than Goroutine (see the package documentation).
 	Epoll Client = "epoll"
 	// Goroutine runs one goroutine per connection with blocking net.Conn
-	// reads and writes: the simple client, kept for comparison.
+	// reads, and writes each batch from a goroutine of its own while it
+	// reads: the simple client, kept for comparison.
 	Goroutine Client = "goroutine"
 )
 
