@@ -321,7 +321,7 @@ func (l *loopState) checkBusy() {
 // gnet holds.
 func (l *loopState) checkSendQueue(c *conn, now int64) {
 	e := c.ext
-	acked, unsent, err := sendQueue(c.gc.Fd())
+	acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo)
 	if err != nil {
 		e.unsent = 0
 		if c.gc.OutboundBuffered() == 0 {
@@ -335,23 +335,57 @@ func (l *loopState) checkSendQueue(c *conn, now int64) {
 	e.acked, e.unsent = acked, unsent
 }
 
+// sendWatch is a connection that is not busy but whose replies wait in the
+// kernel's send queue: most are acknowledged by the next check, so watching
+// costs a slot in the loop's list, not an ext per written connection.
+type sendWatch struct {
+	c        *conn
+	acked    int64 // bytes the peer had acknowledged at the last check
+	progress int64 // server clock when that last grew (or the watch began)
+}
+
 // watchWrites runs each sweep with a write timeout: it looks at the send
 // queue of every connection written to since the last sweep (one ioctl
-// each) and starts watching, as busy, those whose replies wait in the kernel,
-// so checkBusy can tell when the peer stops taking them.
-func (l *loopState) watchWrites() {
-	now := l.srv.clock()
+// each) and watches those whose replies still wait in the kernel.
+func (l *loopState) watchWrites(now int64) {
 	for i, c := range l.written {
 		l.written[i] = nil
-		if c.closed.Load() || c.ext != nil {
-			continue // gone, or busy and checked by checkBusy
+		if c.closed.Load() || c.ext != nil || c.wrote < 0 {
+			continue // gone, busy (checkBusy watches it), or watched already
 		}
-		if _, unsent, err := sendQueue(c.gc.Fd()); err == nil && unsent > 0 {
-			e := l.extend(c)
-			e.unsent = unsent
-			e.progress = now
-			l.checkSendQueue(c, now)
+		if acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo); err == nil && unsent > 0 {
+			c.wrote = -1
+			l.watched = append(l.watched, sendWatch{c: c, acked: acked, progress: now})
 		}
 	}
 	l.written = l.written[:0]
+}
+
+// checkWatched closes, as SlowConsumer, each watched connection whose peer
+// has acknowledged nothing for the write timeout, and stops watching those
+// whose send queue has emptied or that became busy.
+func (l *loopState) checkWatched(now int64) {
+	keep := l.watched[:0]
+	for _, w := range l.watched {
+		c := w.c
+		if c.closed.Load() {
+			continue
+		}
+		acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo)
+		if c.ext != nil || err != nil || unsent == 0 {
+			c.wrote = 0
+			continue
+		}
+		if acked > w.acked {
+			w.acked, w.progress = acked, now
+		}
+		if time.Duration(now-w.progress) >= l.srv.opts.WriteTimeout {
+			c.wrote = 0
+			l.closeFor(c, session.SlowConsumer)
+			continue
+		}
+		keep = append(keep, w)
+	}
+	clear(l.watched[len(keep):])
+	l.watched = keep
 }

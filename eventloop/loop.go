@@ -25,8 +25,10 @@ type loopState struct {
 	conns connList // every conn, when there is no wheel
 	busy  []*conn  // conns with an ext (see busy.go), checked every sweep
 
-	spareExts []*connExt // released exts, for reuse
-	written   []*conn    // conns written to since the last sweep, with a write timeout
+	spareExts []*connExt  // released exts, for reuse
+	written   []*conn     // conns written to since the last sweep, with a write timeout
+	watched   []sendWatch // idle conns whose replies wait in the kernel; see watchWrites
+	tcpInfo   tcpInfo     // scratch for sendQueue
 
 	// copied counts the bytes copied into connections' input buffers: what
 	// a partial frame costs beyond reading it. Tests check that it stays
@@ -148,8 +150,11 @@ func (l *loopState) sweep() {
 	if l.wheel != nil {
 		l.wheel.advance(l.now, func(c *conn) { l.closeFor(c, session.Idle) })
 	}
+	if len(l.watched) > 0 {
+		l.checkWatched(s.clock())
+	}
 	if len(l.written) > 0 {
-		l.watchWrites()
+		l.watchWrites(s.clock())
 	}
 	if len(l.busy) > 0 {
 		l.checkBusy()

@@ -2,6 +2,7 @@ package eventloop
 
 import (
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,11 +25,14 @@ func bytesWritten(fd int) (int64, error) {
 
 // sendQueue returns how many bytes the peer has acknowledged so far and how
 // many wait in the socket's send queue (sent but not acknowledged, or not
-// sent yet): replies the server wrote that the peer has not taken.
-func sendQueue(fd int) (acked int64, queued int, err error) {
-	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	if err != nil {
-		return 0, 0, os.NewSyscallError("getsockopt TCP_INFO", err)
+// sent yet): replies the server wrote that the peer has not taken. info is
+// the caller's scratch space (x/sys's GetsockoptTCPInfo allocates one per
+// call, and the sweep calls this for every connection written to).
+func sendQueue(fd int, info *tcpInfo) (acked int64, queued int, err error) {
+	size := uint32(unsafe.Sizeof(*info))
+	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(info)), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
+		return 0, 0, os.NewSyscallError("getsockopt TCP_INFO", e)
 	}
 	queued, err = unix.IoctlGetInt(fd, unix.SIOCOUTQ)
 	if err != nil {
@@ -36,3 +40,6 @@ func sendQueue(fd int) (acked int64, queued int, err error) {
 	}
 	return int64(info.Bytes_acked), queued, nil
 }
+
+// tcpInfo is the kernel's TCP_INFO.
+type tcpInfo = unix.TCPInfo

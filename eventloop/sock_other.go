@@ -10,4 +10,8 @@ func bytesWritten(int) (int64, error) { return 0, errors.ErrUnsupported }
 
 // sendQueue is unsupported here: the write timeout then sees only the
 // replies gnet holds, not those in the kernel's send queue.
-func sendQueue(int) (acked int64, queued int, err error) { return 0, 0, errors.ErrUnsupported }
+func sendQueue(int, *tcpInfo) (acked int64, queued int, err error) {
+	return 0, 0, errors.ErrUnsupported
+}
+
+type tcpInfo struct{}
