@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"echoloop/eventloop/session"
 )
 
 // bytesWritten is how many bytes the application has written into a TCP
@@ -34,9 +36,9 @@ func sendQueue(fd int, info *tcpInfo) (acked int64, queued int, err error) {
 		uintptr(unsafe.Pointer(info)), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
 		return 0, 0, os.NewSyscallError("getsockopt TCP_INFO", e)
 	}
-	queued, err = unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	queued, err = session.UnsentBytes(fd)
 	if err != nil {
-		return 0, 0, os.NewSyscallError("ioctl SIOCOUTQ", err)
+		return 0, 0, err
 	}
 	return int64(info.Bytes_acked), queued, nil
 }

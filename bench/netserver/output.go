@@ -5,6 +5,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"echoloop/eventloop/session"
 )
 
 // The output watch extends the write timeout to replies the kernel holds.
@@ -90,7 +92,7 @@ func (c *conn) outputMoved(now time.Time) bool {
 	return false
 }
 
-// unacked returns the socket's unacknowledged bytes (see unackedBytes).
+// unacked returns the socket's unacknowledged bytes (see session.UnsentBytes).
 func (c *conn) unacked() (int, error) {
 	if c.raw == nil {
 		sc, ok := c.nc.(syscall.Conn)
@@ -105,7 +107,7 @@ func (c *conn) unacked() (int, error) {
 	}
 	var n int
 	var qerr error
-	if err := c.raw.Control(func(fd uintptr) { n, qerr = unackedBytes(int(fd)) }); err != nil {
+	if err := c.raw.Control(func(fd uintptr) { n, qerr = session.UnsentBytes(int(fd)) }); err != nil {
 		return 0, err
 	}
 	return n, qerr

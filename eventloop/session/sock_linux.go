@@ -16,3 +16,14 @@ func UnreadBytes(fd int) (int, error) {
 	}
 	return n, nil
 }
+
+// UnsentBytes returns how many bytes written into a TCP socket wait in its
+// kernel send queue, not yet acknowledged by the peer (SIOCOUTQ): replies
+// the kernel still holds for a peer, which the write timeout watches.
+func UnsentBytes(fd int) (int, error) {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return 0, os.NewSyscallError("ioctl SIOCOUTQ", err)
+	}
+	return n, nil
+}
