@@ -23,7 +23,7 @@ type connExt struct {
 	// the start of a partial frame, followed while c is paused by whatever
 	// arrives meanwhile. It starts empty and grows with what arrives (never
 	// with what a length header announces); it is the loop's, and its
-	// backing array is given back to bufPool when it empties.
+	// backing array is given back to inBufs when it empties.
 	in []byte
 
 	frameStart int64 // server clock (ns) when the partial frame in `in` began; 0 if none
