@@ -86,9 +86,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections served at once; 0 = the fd limit less a reserve")
 	fs.IntVar(&f.loops, "loops", 1, "event loops (-model eventloop); 1 is single-threaded, like select")
 	f.maxPend.N = session.DefaultMaxPending
-	fs.Var(&f.maxPend, "max-pending", "most reply `bytes` held for a peer that does not read (default 4MiB)")
+	fs.Var(&f.maxPend, "max-pending", "most reply `bytes` held for a peer that does not read")
 	f.maxMem.N = session.DefaultMaxMemory
-	fs.Var(&f.maxMem, "max-memory", "memory `bytes` held for all clients (partial frames, unserved input, unsent replies); over it the biggest holders are closed; 0 = no limit (default 1GiB)")
+	fs.Var(&f.maxMem, "max-memory", "memory `bytes` held for all clients (partial frames, unserved input, unsent replies); over it the biggest holders are closed; 0 = no limit")
 	fs.DurationVar(&f.frameTO, "frame-timeout", session.DefaultFrameTimeout, "close a connection whose started frame is not complete this long after; 0 = never")
 	fs.DurationVar(&f.linger, "linger", session.DefaultLingerTime, "a close after a protocol error or during shutdown discards the peer's input this long (at most 64KiB) so replies are not reset; 0 = close at once")
 	fs.DurationVar(&f.idle, "idle-timeout", 5*time.Minute, "close a connection silent this long; 0 = never")

@@ -153,9 +153,19 @@ func TestHelp(t *testing.T) {
 	}
 	for _, flag := range []string{"-addr", "-framing", "-handler", "-reply", "-max-frame", "-max-conns", "-loops", "-model",
 		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-metrics", "-lock-os-thread", "-read-buffer",
-		"-edge-triggered", "-log-level", "-log-format"} {
+		"-edge-triggered", "-log-level", "-log-format", "-max-memory", "-frame-timeout", "-linger"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("usage does not mention %s:\n%s", flag, stderr.String())
+		}
+	}
+	for _, want := range []string{"(default 4MiB)", "(default 1GiB)"} {
+		if strings.Count(stderr.String(), want) != 1 {
+			t.Errorf("usage shows %q %d times, want once:\n%s", want, strings.Count(stderr.String(), want), stderr.String())
+		}
+	}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Count(line, "(default") > 1 {
+			t.Errorf("usage shows a default twice: %s", line)
 		}
 	}
 }

@@ -40,6 +40,21 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+func TestFormatSizeRoundTrips(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0", 1: "1", 1000: "1000", 1024: "1KiB", 65536: "64KiB", 4 << 20: "4MiB",
+		1 << 30: "1GiB", 1536: "1536", 3 << 30: "3GiB",
+	} {
+		got := FormatSize(n)
+		if got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
+		}
+		if back, err := ParseSize(got); err != nil || back != n {
+			t.Errorf("ParseSize(FormatSize(%d)) = %d, %v", n, back, err)
+		}
+	}
+}
+
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
 	log, err := NewLogger(&buf, "warn", "")

@@ -44,11 +44,24 @@ type Size struct {
 	Given bool // the flag was given on the command line
 }
 
+// String writes the size as ParseSize reads it, in the largest binary unit
+// that divides it ("4MiB", "64KiB", "1000"), so that -h shows defaults as a
+// person would type them.
 func (z *Size) String() string {
 	if z == nil {
 		return "0"
 	}
-	return strconv.FormatInt(z.N, 10)
+	return FormatSize(z.N)
+}
+
+// FormatSize writes n in the largest binary unit that divides it exactly.
+func FormatSize(n int64) string {
+	for _, u := range sizeUnits[:3] { // GiB, MiB, KiB
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // Set implements flag.Value.
