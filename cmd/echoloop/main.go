@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -120,6 +121,17 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if f.maxFrame.Given && f.framing == "raw" {
 		return nil, errors.New("-max-frame does not apply to -framing raw: a raw frame is whatever one read returns")
 	}
+	if f.maxFrame.Given && strings.HasPrefix(f.framing, "fixed:") {
+		return nil, fmt.Errorf("-max-frame does not apply to -framing %s: its frames are exactly N bytes", f.framing)
+	}
+	if err := checkAddr(f.addr); err != nil {
+		return nil, fmt.Errorf("-addr: %w", err)
+	}
+	if f.metrics != "" {
+		if err := checkAddr(f.metrics); err != nil {
+			return nil, fmt.Errorf("-metrics: %w", err)
+		}
+	}
 	if f.maxFrame.N > session.MaxBuffer {
 		return nil, fmt.Errorf("-max-frame %d is over 1 GiB", f.maxFrame.N)
 	}
@@ -168,6 +180,20 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("-max-conns %d is negative (0 means the default)", f.maxConns)
 	}
 	return f, nil
+}
+
+// checkAddr refuses a listen address that cannot be one whatever the
+// machine: no port, or a port out of range. An address that is well formed
+// but cannot be bound (in use, an unknown host) is a run-time failure.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
 }
 
 // build turns flags into a server, or returns a usage error.

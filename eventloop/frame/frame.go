@@ -144,7 +144,8 @@ func Parse(spec string, max int) (Codec, error) {
 	case strings.HasPrefix(spec, "fixed:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(spec, "fixed:"))
 		if err != nil || n < 1 || n > maxFixed {
-			return nil, fmt.Errorf("%w %q: fixed:N needs N from 1 to %d", ErrSpec, spec, maxFixed)
+			// A known framing with a size out of range: not ErrSpec.
+			return nil, fmt.Errorf("frame: %q: fixed:N needs N from 1 to %d", spec, maxFixed)
 		}
 		if max != 0 && n > max {
 			return nil, fmt.Errorf("frame: fixed:%d frames exceed the max frame size %d", n, max)

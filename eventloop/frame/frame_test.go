@@ -158,6 +158,7 @@ func TestParse(t *testing.T) {
 		{"raw", 0, "raw", int(^uint(0) >> 1), ""},
 		{"fixed:0", 0, "", 0, "fixed:N needs N from 1"},
 		{"fixed:x", 0, "", 0, "fixed:N needs N from 1"},
+		{"fixed:1048577", 0, "", 0, `"fixed:1048577": fixed:N needs N from 1 to 1048576`},
 		{"fixed:16", 8, "", 0, "exceed the max frame size 8"},
 		{"json", 0, "", 0, "known: line, length, fixed:N, raw"},
 		{"line", -1, "", 0, "negative"},
@@ -180,6 +181,9 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := Parse("yaml", 0); !errors.Is(err, ErrSpec) {
 		t.Errorf("unknown spec error %v is not ErrSpec", err)
+	}
+	if _, err := Parse("fixed:1048577", 0); errors.Is(err, ErrSpec) {
+		t.Errorf("fixed:N out of range is called unknown: %v", err)
 	}
 }
 
