@@ -97,7 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.loops, "loops", 0, "epoll loops, each on its own goroutine (0: GOMAXPROCS)")
 	fs.DurationVar(&f.timeout, "timeout", load.DefaultTimeout, "fail a connection that waits this long for a reply")
 	fs.DurationVar(&f.dialTimeout, "dial-timeout", load.DefaultDialTimeout, "fail a connection attempt that takes this long")
-	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error (info logs each phase)")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: "+cli.LogLevels+" (info logs each phase)")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {

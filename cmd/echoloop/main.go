@@ -99,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Var(&f.readBuf, "read-buffer", "gnet lever: `bytes` one read takes per event loop (default 64KiB)")
 	fs.BoolVar(&f.edge, "edge-triggered", false, "gnet lever: edge-triggered epoll instead of level-triggered")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on `host:port` at /metrics; empty = off")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: "+cli.LogLevels)
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
 	fs.Usage = func() {} // a parse error is one line; only -h prints usage
 	if err := fs.Parse(args); err != nil {

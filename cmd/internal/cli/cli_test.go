@@ -66,7 +66,27 @@ func TestNewLogger(t *testing.T) {
 	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"message":"shown"`) {
 		t.Errorf("a buffer is not a terminal, so JSON at warn and above; got %q", out)
 	}
-	if _, err := NewLogger(&buf, "", "json"); err == nil {
-		t.Error("empty level accepted")
+	for _, level := range []string{"", "trace", "fatal", "panic", "disabled", "loud"} {
+		_, err := NewLogger(&buf, level, "json")
+		if err == nil || !strings.HasSuffix(err.Error(), "want one of "+LogLevels) {
+			t.Errorf("level %q: err %v, want it refused with the one list of levels", level, err)
+		}
+	}
+	for _, level := range strings.Split(LogLevels, ", ") {
+		if _, err := NewLogger(&buf, level, "json"); err != nil {
+			t.Errorf("level %q: %v", level, err)
+		}
+	}
+}
+
+func TestConsoleHasNoColourOffATerminal(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, "info", "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info().Str("k", "v").Msg("hello")
+	if out := buf.String(); strings.Contains(out, "\x1b[") || !strings.Contains(out, "hello") {
+		t.Errorf("console log to a buffer: %q, want plain text", out)
 	}
 }

@@ -13,24 +13,37 @@ import (
 // LogFormats are the values -log-format accepts.
 const LogFormats = "console, json"
 
-// NewLogger builds the root logger for a command: level is a zerolog level
-// name (debug, info, warn, error), format is "console", "json", or empty for
-// console when w is a terminal and JSON otherwise.
+// LogLevels are the values -log-level accepts: the levels the commands log
+// at. (zerolog also knows trace, fatal and panic; nothing logs at trace, and
+// a server that only logged fatal errors would say nothing at all.)
+const LogLevels = "debug, info, warn, error"
+
+var logLevels = map[string]zerolog.Level{
+	"debug": zerolog.DebugLevel, "info": zerolog.InfoLevel,
+	"warn": zerolog.WarnLevel, "error": zerolog.ErrorLevel,
+}
+
+// NewLogger builds the root logger for a command: level is one of
+// LogLevels, format is "console", "json", or empty for console when w is a
+// terminal and JSON otherwise. Console output is coloured only on a
+// terminal, so a log file gets no escape codes.
 func NewLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil || level == "" || lvl == zerolog.NoLevel {
-		return zerolog.Logger{}, fmt.Errorf("invalid log level %q: want trace, debug, info, warn or error", level)
+	lvl, ok := logLevels[level]
+	if !ok {
+		return zerolog.Logger{}, fmt.Errorf("invalid log level %q: want one of %s", level, LogLevels)
 	}
+	f, isFile := w.(*os.File)
+	terminal := isFile && isatty.IsTerminal(f.Fd())
 	if format == "" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		if terminal {
 			format = "console"
 		}
 	}
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !terminal}
 	default:
 		return zerolog.Logger{}, fmt.Errorf("invalid log format %q: want %s", format, LogFormats)
 	}
