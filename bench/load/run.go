@@ -113,7 +113,7 @@ func (l *Load) Run(ctx context.Context) (*Summary, error) {
 		cpu0, winStart, winEnd = getRusage(), l.now(), l.now()
 	case cfg.Idle:
 		l.live.phase.Store("holding")
-		log.Info().Int("conns", eng.open()).Dur("hold", cfg.Hold).Msg("holding")
+		log.Info().Int("conns", eng.open()).Stringer("hold", cfg.Hold).Msg("holding")
 		t := time.NewTimer(cfg.Hold)
 		select {
 		case <-t.C:

@@ -209,7 +209,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			var ne net.Error
 			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.rejectLog.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+				s.rejectLog.Warn().Err(err).Stringer("retry_in", backoff).Msg("accept failed")
 				time.Sleep(backoff)
 				continue
 			}

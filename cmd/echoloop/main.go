@@ -313,11 +313,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitFail
 	case <-ctx.Done():
 	}
-	log.Info().Dur("timeout", f.stopTO).Int64("conns", srv.Stats().ConnsOpen).Msg("shutting down: draining connections")
+	log.Info().Stringer("timeout", f.stopTO).Int64("conns", srv.Stats().ConnsOpen).Msg("shutting down: draining connections")
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.stopTO)
 	defer cancel()
 	if err := srv.Shutdown(stopCtx); errors.Is(err, context.DeadlineExceeded) {
-		log.Warn().Dur("timeout", f.stopTO).Msg("shutdown timeout passed: busy connections were closed")
+		log.Warn().Stringer("timeout", f.stopTO).Msg("shutdown timeout passed: busy connections were closed")
 	} else if err != nil {
 		log.Error().Err(err).Msg("shutdown failed")
 		return exitFail
@@ -362,8 +362,8 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr, 
 	}
 	e.Int("max_conns", cfg.MaxConns).Int("max_pending", cfg.MaxPending).
 		Int64("max_memory", cfg.MemoryBudget()).Int64("go_memory_limit", memLimit).
-		Dur("idle_timeout", cfg.IdleTimeout).Dur("write_timeout", cfg.WriteTimeout).
-		Dur("frame_timeout", max(cfg.FrameTimeout, 0)).Dur("linger", max(cfg.LingerTime, 0)).
+		Stringer("idle_timeout", cfg.IdleTimeout).Stringer("write_timeout", cfg.WriteTimeout).
+		Stringer("frame_timeout", max(cfg.FrameTimeout, 0)).Stringer("linger", max(cfg.LingerTime, 0)).
 		Uint64("fd_limit", cfg.FDLimit.Cur).Uint64("fd_limit_was", cfg.FDLimit.Was).Uint64("fd_limit_hard", cfg.FDLimit.Max).
 		Msg("listening")
 }

@@ -208,10 +208,13 @@ func TestServeAndStopOnSignal(t *testing.T) {
 				t.Parallel()
 				c := startChild(t, nil, "-model", m, "-addr", "127.0.0.1:0")
 				start := waitLog(t, c.lines, "listening")
-				for _, field := range []string{"addr", "model", "framing", "handler", "max_conns", "fd_limit", "idle_timeout", "max_pending"} {
+				for _, field := range []string{"addr", "model", "framing", "handler", "max_conns", "fd_limit", "idle_timeout", "max_pending", "max_memory", "frame_timeout", "linger"} {
 					if _, ok := start[field]; !ok {
 						t.Errorf("start-up line lacks %q: %v", field, start)
 					}
+				}
+				if got := start["idle_timeout"]; got != "5m0s" {
+					t.Errorf("idle_timeout logged as %v, want a duration with its unit (5m0s)", got)
 				}
 				conn, err := net.DialTimeout("tcp", start["addr"].(string), 10*time.Second)
 				if err != nil {
