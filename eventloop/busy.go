@@ -33,7 +33,9 @@ type connExt struct {
 	progress   int64 // server clock when the peer last took replies (or began to wait)
 	idx        int   // index in loopState.busy
 
+	pending   int   // gnet's pending output at the last check
 	paused    bool  // over MaxPending: frames are not served until output drains to half
+	evicted   bool  // closed for the memory budget: its pending output is dropped
 	lingering bool  // closing gracefully: see loopState.linger
 	shut      bool  // lingering and the write side is shut down
 	lingerBy  int64 // server clock when a lingering close ends at the latest
@@ -67,6 +69,12 @@ func (l *loopState) release(c *conn, force bool) {
 	}
 	if !force && (len(e.in) > 0 || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
 		return
+	}
+	if !force && l.srv.opts.WriteTimeout > 0 && c.wrote >= 0 {
+		// Its replies may still wait in the kernel: let the next sweep
+		// look, as for any connection written to.
+		c.wrote = int32(l.now) + 1
+		l.written = append(l.written, c)
 	}
 	l.account(c, 0)
 	putBuf(e.in)
@@ -176,6 +184,7 @@ func (l *loopState) evict(cur *conn) (evictedCur bool) {
 			Int64("held", c.ext.held).Int64("max_memory", budget).
 			Msg("connection closed: over the memory budget")
 		c.CloseFor(session.MemoryLimit, nil) // no-op for one already closing
+		c.ext.evicted = true                 // so a lingering one hands off nothing
 		if c == cur {
 			evictedCur = true
 			continue
@@ -189,6 +198,9 @@ func (l *loopState) evict(cur *conn) (evictedCur bool) {
 // has arrived.
 func (l *loopState) stash(c *conn, in []byte) {
 	e := l.extend(c)
+	if len(e.in) == 0 && len(in) > 0 {
+		e.frameStart = l.srv.clock() // a frame begins with these bytes
+	}
 	var copied int
 	e.in, copied = appendBuf(e.in, in)
 	l.copied += int64(copied)
@@ -238,6 +250,9 @@ func (l *loopState) unpause(c *conn) {
 // It reports whether c must close at once instead (no lingering configured).
 func (l *loopState) linger(c *conn) (closeNow bool) {
 	opts := &l.srv.opts
+	if c.closed.Load() {
+		return false // gnet has closed it already
+	}
 	if opts.LingerTime < 0 {
 		return true
 	}
@@ -321,15 +336,19 @@ func (l *loopState) checkBusy() {
 // gnet holds.
 func (l *loopState) checkSendQueue(c *conn, now int64) {
 	e := c.ext
+	pending := c.gc.OutboundBuffered()
+	shrank := pending < e.pending
+	e.pending = pending
 	acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo)
 	if err != nil {
+		// No kernel figures here: what gnet holds shrinking is progress.
 		e.unsent = 0
-		if c.gc.OutboundBuffered() == 0 {
+		if shrank || pending == 0 {
 			e.progress = now
 		}
 		return
 	}
-	if acked > e.acked || unsent == 0 && c.gc.OutboundBuffered() == 0 {
+	if acked > e.acked || shrank || unsent == 0 && pending == 0 {
 		e.progress = now
 	}
 	e.acked, e.unsent = acked, unsent
@@ -356,6 +375,8 @@ func (l *loopState) watchWrites(now int64) {
 		if acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo); err == nil && unsent > 0 {
 			c.wrote = -1
 			l.watched = append(l.watched, sendWatch{c: c, acked: acked, progress: now})
+		} else {
+			c.wrote = 0 // a later write this tick must be looked at again
 		}
 	}
 	l.written = l.written[:0]

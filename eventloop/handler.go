@@ -61,7 +61,10 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.add(c)
 	c.write(l.out)
 	l.reset()
-	if !c.closed.Load() && l.settle(c, c) {
+	if c.closed.Load() {
+		return nil, gnet.None // the write failed and gnet has closed c
+	}
+	if l.settle(c, c) {
 		return nil, gnet.Close
 	}
 	return nil, h.action(c)
@@ -192,7 +195,8 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 			l.reset()
 		}
 	}
-	if gc.OutboundBuffered() > 0 && flushOnClose(c, err) {
+	evicted := c.ext != nil && c.ext.evicted
+	if gc.OutboundBuffered() > 0 && !evicted && flushOnClose(c, err) {
 		// gnet makes one non-blocking attempt to write pending replies and
 		// then closes; a peer that has half-closed and is still reading
 		// would lose the rest. Hand them to a goroutine that writes them

@@ -20,20 +20,22 @@ import (
 type fakeConn struct {
 	gnet.Conn // nil: any other method panics
 
-	ctx    any
-	ring   []byte // what gnet keeps between callbacks
-	read   []byte // this callback's read
-	copied int    // bytes copied by Peek and into the ring
-	out    int    // reply bytes written
+	ctx     any
+	ring    []byte // what gnet keeps between callbacks
+	read    []byte // this callback's read
+	copied  int    // bytes copied by Peek and into the ring
+	out     int    // reply bytes written
+	pending int    // what OutboundBuffered reports: replies the peer has not taken
 }
 
-func (f *fakeConn) Context() any              { return f.ctx }
-func (f *fakeConn) SetContext(ctx any)        { f.ctx = ctx }
-func (f *fakeConn) EventLoop() gnet.EventLoop { return nil }
-func (f *fakeConn) RemoteAddr() net.Addr      { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (f *fakeConn) InboundBuffered() int      { return len(f.ring) + len(f.read) }
-func (f *fakeConn) OutboundBuffered() int     { return 0 }
-func (f *fakeConn) Fd() int                   { return -1 }
+func (f *fakeConn) Context() any                  { return f.ctx }
+func (f *fakeConn) SetContext(ctx any)            { f.ctx = ctx }
+func (f *fakeConn) EventLoop() gnet.EventLoop     { return nil }
+func (f *fakeConn) RemoteAddr() net.Addr          { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (f *fakeConn) InboundBuffered() int          { return len(f.ring) + len(f.read) }
+func (f *fakeConn) OutboundBuffered() int         { return f.pending }
+func (f *fakeConn) Wake(gnet.AsyncCallback) error { return nil }
+func (f *fakeConn) Fd() int                       { return -1 }
 
 func (f *fakeConn) Write(p []byte) (int, error) {
 	f.out += len(p)
@@ -164,4 +166,30 @@ func (s *scanCounter) DecodeFrom(buf []byte, scanned int) ([]byte, int, error) {
 		s.scanned += min(len(buf), r.MaxPayload()+1) - scanned
 	}
 	return payload, n, err
+}
+
+// TestFrameStartedWhilePausedTimesOut: a partial frame that begins while
+// the connection is paused (its peer not reading) must carry its start time
+// into the time after the pause, or the frame timeout never sees it.
+func TestFrameStartedWhilePausedTimesOut(t *testing.T) {
+	srv, err := New(Options{Config: session.Config{Addr: "127.0.0.1:0", MaxPending: 1 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &handler{srv: srv}
+	f := &fakeConn{}
+	h.OnOpen(f)
+	c := f.ctx.(*conn)
+	f.pending = 2 << 10 // the peer reads nothing: the next reply pauses c
+	f.deliver(h, []byte("whole\n"))
+	if c.ext == nil || !c.ext.paused {
+		t.Fatal("not paused with output over max-pending")
+	}
+	f.deliver(h, []byte("part")) // kept while paused: a frame has begun
+	f.pending = 0
+	c.loop.checkBusy() // resumes c
+	f.deliver(h, []byte("ial"))
+	if c.ext == nil || c.ext.frameStart == 0 {
+		t.Fatalf("partial frame %q has no start time: the frame timeout cannot close it", c.ext.in)
+	}
 }

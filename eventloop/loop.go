@@ -120,8 +120,7 @@ func (l *loopState) serve(c *conn, in []byte) {
 		return
 	}
 	if n := c.Serve(c, in, &l.out); n < len(in) && c.Closing() == session.Open {
-		l.stash(c, in[n:])
-		c.ext.frameStart = l.srv.clock()
+		l.stash(c, in[n:]) // a partial frame: stash starts its clock
 	}
 }
 
