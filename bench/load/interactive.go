@@ -70,7 +70,12 @@ func Interactive(ctx context.Context, o InteractiveOptions) error {
 	d := net.Dialer{Timeout: o.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", o.Addr)
 	if err != nil {
-		return fmt.Errorf("%w (%s)", err, classify(err).Hint())
+		hint := classify(err).Hint()
+		if classify(err) == Refused {
+			// One connection: a load's advice about its ramp does not apply.
+			hint = "nothing accepted the connection: check the server is up on -addr"
+		}
+		return fmt.Errorf("%w (%s)", err, hint)
 	}
 	conn := nc.(*net.TCPConn)
 	defer conn.Close()
@@ -113,29 +118,36 @@ func Interactive(ctx context.Context, o InteractiveOptions) error {
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(o.Wait))
 	rerr := <-readDone
+	var missing error
 	if replies < sent && ctx.Err() == nil {
-		// Not an error in itself (a discard server never answers), but
-		// worth saying: a framing that does not match the server's looks
-		// exactly like this.
+		// A framing that does not match the server's looks exactly like
+		// this, and so does a server that answers nothing (-handler
+		// discard). In raw framing a reply is whatever one read returned,
+		// so fewer replies than frames is normal there: only a note.
 		how := "the server closed the connection"
 		if errors.Is(rerr, errWaitOver) {
 			how = fmt.Sprintf("no more replies within %v", o.Wait)
 		}
-		fmt.Fprintf(o.Notes, "echoload: %d frames sent, %d replies received; %s (does -framing match the server's?)\n", sent, replies, how)
+		missing = fmt.Errorf("%w: %d frames sent, %d replies received; %s (does -framing match the server's?)", ErrMissingReplies, sent, replies, how)
+		if raw {
+			fmt.Fprintf(o.Notes, "echoload: %v\n", missing)
+			missing = nil
+		}
 	}
 	switch {
 	case ctx.Err() != nil:
 		return nil
 	case sendErr != nil:
 		return sendErr
-	case rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, net.ErrClosed):
-		if errors.Is(rerr, errWaitOver) {
-			return nil
-		}
+	case rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, net.ErrClosed) && !errors.Is(rerr, errWaitOver):
 		return rerr
 	}
-	return nil
+	return missing
 }
+
+// ErrMissingReplies means an interactive session ended with fewer replies
+// than the frames it sent.
+var ErrMissingReplies = errors.New("load: replies missing")
 
 var errWaitOver = errors.New("load: wait for replies over")
 

@@ -11,7 +11,8 @@
 // Exit status: 0 when every connection asked for was established (and held)
 // and every reply verified; 1 on any mismatch, connection error or
 // connection not established, or when the run cannot start (fd limit, local
-// ports, interactive connection failed); 2 for bad flags.
+// ports, interactive connection failed, or replies missing at its end); 2
+// for bad flags.
 package main
 
 import (

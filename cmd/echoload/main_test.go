@@ -289,9 +289,9 @@ func TestInteractiveQuotesBinary(t *testing.T) {
 func TestInteractiveWrongFraming(t *testing.T) {
 	addr := start(t, model.EventLoop, "length", nil)
 	code, stdout, stderr := runCmd(t, "hello\n", "-i", "-addr", addr, "-framing", "line")
-	want := "echoload: 1 frames sent, 0 replies received; the server closed the connection (does -framing match the server's?)"
-	if code != exitOK || stdout != "" || !strings.Contains(stderr, want) {
-		t.Errorf("exit %d, stdout %q, stderr %q; want the note %q", code, stdout, stderr, want)
+	want := "1 frames sent, 0 replies received; the server closed the connection (does -framing match the server's?)"
+	if code != exitFail || stdout != "" || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, stdout, stderr, exitFail, want)
 	}
 }
 
@@ -299,5 +299,8 @@ func TestInteractiveRefused(t *testing.T) {
 	code, _, stderr := runCmd(t, "hi\n", "-i", "-addr", "127.0.0.1:1")
 	if code != exitFail || !strings.HasPrefix(stderr, "echoload: ") || !strings.Contains(stderr, "refused") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if strings.Contains(stderr, "-ramp") {
+		t.Errorf("the hint for one interactive connection mentions -ramp: %q", stderr)
 	}
 }
