@@ -135,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "echobench: %v\n", err)
 		return exitFail
 	}
-	fmt.Fprintf(stderr, "wrote %s\n", dir)
+	fmt.Fprintf(stderr, "wrote %s (read %s)\n", dir, filepath.Join(dir, "REPORT.md"))
 	failed := 0
 	for _, c := range res.Cells {
 		if c.Failed != "" {

@@ -55,6 +55,9 @@ func TestQuickProfile(t *testing.T) {
 	if !strings.Contains(stderr.String(), "[8/8]") {
 		t.Errorf("progress does not count the cells:\n%s", stderr.String())
 	}
+	if !strings.Contains(stderr.String(), filepath.Join(dir, "REPORT.md")) {
+		t.Errorf("the last line does not name the report:\n%s", stderr.String())
+	}
 	res, err := results.Load(filepath.Join(dir, "raw.json"))
 	if err != nil {
 		t.Fatal(err)
