@@ -70,11 +70,8 @@ func (l *loopState) release(c *conn, force bool) {
 	if !force && (len(e.in) > 0 || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
 		return
 	}
-	if !force && l.srv.opts.WriteTimeout > 0 && c.wrote >= 0 {
-		// Its replies may still wait in the kernel: let the next sweep
-		// look, as for any connection written to.
-		c.wrote = int32(l.now) + 1
-		l.written = append(l.written, c)
+	if !force {
+		l.noteWrite(c) // its replies may still wait in the kernel
 	}
 	l.account(c, 0)
 	putBuf(e.in)
@@ -150,9 +147,7 @@ func (l *loopState) settle(c, cur *conn) (evicted bool) {
 	if l.account(c, held(c)) {
 		evicted = l.evict(cur)
 	}
-	if c.ext != nil {
-		l.release(c, false)
-	}
+	l.release(c, false)
 	return evicted
 }
 
@@ -363,20 +358,32 @@ type sendWatch struct {
 	progress int64 // server clock when that last grew (or the watch began)
 }
 
+// noteWrite lists c, once until the next sweep, for the write-timeout
+// watch: a connection written to, or one that stops being busy, may have
+// replies waiting in the kernel. One comparison on the hot path.
+func (l *loopState) noteWrite(c *conn) {
+	if c.wrote == 0 && l.srv.opts.WriteTimeout > 0 {
+		c.wrote = 1
+		l.written = append(l.written, c)
+	}
+}
+
 // watchWrites runs each sweep with a write timeout: it looks at the send
-// queue of every connection written to since the last sweep (one ioctl
-// each) and watches those whose replies still wait in the kernel.
+// queue of every connection listed by noteWrite (one getsockopt and one
+// ioctl each) and watches those whose replies still wait in the kernel.
 func (l *loopState) watchWrites(now int64) {
 	for i, c := range l.written {
 		l.written[i] = nil
-		if c.closed.Load() || c.ext != nil || c.wrote < 0 {
-			continue // gone, busy (checkBusy watches it), or watched already
+		if c.closed.Load() {
+			continue
+		}
+		c.wrote = 0
+		if c.ext != nil {
+			continue // busy: checkBusy watches it
 		}
 		if acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo); err == nil && unsent > 0 {
 			c.wrote = -1
 			l.watched = append(l.watched, sendWatch{c: c, acked: acked, progress: now})
-		} else {
-			c.wrote = 0 // a later write this tick must be looked at again
 		}
 	}
 	l.written = l.written[:0]

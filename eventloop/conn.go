@@ -27,7 +27,7 @@ type conn struct {
 	lastActive int32 // loop tick of the last inbound byte
 
 	closed atomic.Bool // set on the loop in OnClose, read by asyncConn
-	wrote  int32       // loop tick+1 of the last reply write, -1 while watched; see watchWrites
+	wrote  int32       // 1 when listed for the write-timeout watch, -1 while watched, else 0; see noteWrite
 	ext    *connExt    // set while c holds input or output: see busy.go
 }
 
@@ -49,10 +49,7 @@ func (c *conn) write(out []byte) {
 	}
 	if _, err := c.gc.Write(out); err == nil {
 		c.CountWritten(len(out))
-		if l := c.loop; c.wrote >= 0 && c.wrote != int32(l.now)+1 && l.srv.opts.WriteTimeout > 0 {
-			c.wrote = int32(l.now) + 1
-			l.written = append(l.written, c)
-		}
+		c.loop.noteWrite(c)
 	}
 }
 

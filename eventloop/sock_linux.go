@@ -10,19 +10,13 @@ import (
 )
 
 // bytesWritten is how many bytes the application has written into a TCP
-// socket so far: those the peer acknowledged plus those still queued
-// (SIOCOUTQ). Its growth across gnet's last write attempt tells how much of
-// the pending replies that attempt wrote.
+// socket so far: those the peer acknowledged plus those still queued. Its
+// growth across gnet's last write attempt tells how much of the pending
+// replies that attempt wrote.
 func bytesWritten(fd int) (int64, error) {
-	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	if err != nil {
-		return 0, os.NewSyscallError("getsockopt TCP_INFO", err)
-	}
-	queued, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
-	if err != nil {
-		return 0, os.NewSyscallError("ioctl SIOCOUTQ", err)
-	}
-	return int64(info.Bytes_acked) + int64(queued), nil
+	var info tcpInfo
+	acked, queued, err := sendQueue(fd, &info)
+	return acked + int64(queued), err
 }
 
 // sendQueue returns how many bytes the peer has acknowledged so far and how
