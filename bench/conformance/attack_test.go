@@ -30,24 +30,6 @@ import (
 
 var long = flag.Bool("conformance.long", false, "run TestAttackProperty for 60s per model and framing instead of about 2s")
 
-// waitFor polls cond until it holds, failing the test after limit with the
-// last state cond described: for server-side state that follows a client's
-// action with no event the test can wait on.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s within %v: %s", what, limit, state)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // TestAttackTrickle sends a line that never ends, one byte every 100ms: the
 // idle timeout never fires, but the frame timeout does, and closes it as a
 // slow frame, while a normal client on the same server is answered.
@@ -86,7 +68,7 @@ func TestAttackTrickle(t *testing.T) {
 			roundTrip(t, normal, fmt.Appendf(nil, "normal %d", trickled))
 		}
 		roundTrip(t, normal, []byte("after"))
-		waitFor(t, 10*time.Second, "counted as a slow frame", func() (bool, string) {
+		servertest.Until(t, 10*time.Second, "counted as a slow frame", func() (bool, string) {
 			c := srv.Stats().Closes
 			return c[session.SlowFrame] == 1, fmt.Sprintf("closes %v", c)
 		})
@@ -121,7 +103,7 @@ func TestAttackWriteTimeout(t *testing.T) {
 			_, err := conn.Write(stream)
 			wrote <- err
 		}()
-		waitFor(t, 20*time.Second, "closed as a slow consumer", func() (bool, string) {
+		servertest.Until(t, 20*time.Second, "closed as a slow consumer", func() (bool, string) {
 			st := srv.Stats()
 			return st.Closes[session.SlowConsumer] == 1,
 				fmt.Sprintf("read %d of %d bytes, queued %d reply bytes, closes %v", st.BytesIn, len(stream), st.BytesOut, st.Closes)
@@ -199,7 +181,7 @@ func TestAttackLingeringClose(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		waitFor(t, 10*time.Second, "every close counted", func() (bool, string) {
+		servertest.Until(t, 10*time.Second, "every close counted", func() (bool, string) {
 			c := srv.Stats().Closes
 			return c[session.FrameTooLarge] == int64(runs+10), fmt.Sprintf("closes %v", c)
 		})
@@ -328,7 +310,7 @@ func memoryAttack(t *testing.T, m string, codec frame.Codec, conns int, hold []b
 	// the connections it kept. (Waiting for that is waiting for the server
 	// to settle: the normal client keeps its input moving.)
 	var survivors int64
-	waitFor(t, 20*time.Second, "settled within its budget, counting what it holds", func() (bool, string) {
+	servertest.Until(t, 20*time.Second, "settled within its budget, counting what it holds", func() (bool, string) {
 		st := srv.Stats()
 		var closes int64
 		for _, n := range st.Closes {
@@ -379,7 +361,7 @@ func memoryAttack(t *testing.T, m string, codec frame.Codec, conns int, hold []b
 		c.Close()
 	}
 	attackers = nil
-	waitFor(t, 20*time.Second, "memory given back", func() (bool, string) {
+	servertest.Until(t, 20*time.Second, "memory given back", func() (bool, string) {
 		st := srv.Stats()
 		return st.ConnsOpen == 1 && st.MemoryHeld <= 1<<20,
 			fmt.Sprintf("%d connections open, holding %d KiB", st.ConnsOpen, st.MemoryHeld>>10)

@@ -29,23 +29,6 @@ func isReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
 }
 
-// waitState polls cond, which describes the state it saw, until it holds;
-// after servertest.IOTimeout the test fails with the last description.
-func waitState(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(servertest.IOTimeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s: %s", what, state)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // A 4-byte header that announces 1 MiB costs the buffer the connection
 // already had; as the body arrives the buffer at most doubles what arrived
 // (past the fixed first tiers), and reaches the frame's size only with it.
@@ -65,7 +48,7 @@ func TestBufferFollowsArrivedBytes(t *testing.T) {
 	}
 	held := func(most int64) {
 		t.Helper()
-		waitState(t, fmt.Sprintf("holding the %d bytes arrived, in at most %d", sent, most), func() (bool, string) {
+		servertest.Until(t, servertest.IOTimeout, fmt.Sprintf("holding the %d bytes arrived, in at most %d", sent, most), func() (bool, string) {
 			st := srv.Stats()
 			return st.BytesIn-base == int64(sent) && st.MemoryHeld >= int64(sent) && st.MemoryHeld <= most,
 				fmt.Sprintf("read %d of %d bytes, holding %d", st.BytesIn-base, sent, st.MemoryHeld)
@@ -116,7 +99,7 @@ func TestFrameTimeout(t *testing.T) {
 			if waited := time.Since(first); waited < frameTimeout {
 				t.Errorf("closed %v after the frame's first byte, before the %v frame timeout", waited, frameTimeout)
 			}
-			waitState(t, "counted as a slow frame", func() (bool, string) {
+			servertest.Until(t, servertest.IOTimeout, "counted as a slow frame", func() (bool, string) {
 				c := srv.Stats().Closes
 				return c[session.SlowFrame] == 1 && len(c) == 1, fmt.Sprintf("closes %v", c)
 			})
@@ -180,7 +163,7 @@ func TestLingeringCloseDeliversReplies(t *testing.T) {
 		}
 		conn.Close()
 	}
-	waitState(t, "every close counted as frame too large", func() (bool, string) {
+	servertest.Until(t, servertest.IOTimeout, "every close counted as frame too large", func() (bool, string) {
 		st := srv.Stats()
 		return st.Closes[session.FrameTooLarge] == runs && len(st.Closes) == 1 && st.ConnsOpen == 0,
 			fmt.Sprintf("closes %v, %d open", st.Closes, st.ConnsOpen)
@@ -228,7 +211,7 @@ func TestLingerIsBounded(t *testing.T) {
 				}()
 			}
 			// conn stays open: only the server's bounds can end the linger.
-			waitState(t, "the lingering socket closed", func() (bool, string) {
+			servertest.Until(t, servertest.IOTimeout, "the lingering socket closed", func() (bool, string) {
 				st := srv.Stats()
 				return st.ConnsOpen == 0 && st.Closes[session.FrameTooLarge] == 1,
 					fmt.Sprintf("%d open, closes %v", st.ConnsOpen, st.Closes)
@@ -272,7 +255,7 @@ func TestMemoryBudgetEvictsLargest(t *testing.T) {
 	// 512 KiB of its frame arrived, and buffers double up to the frame's
 	// size), and reading the rest of its 900 KiB changes nothing: from then
 	// on what the server holds is final.
-	waitState(t, "settled within budget", func() (bool, string) {
+	servertest.Until(t, servertest.IOTimeout, "settled within budget", func() (bool, string) {
 		st := srv.Stats()
 		survivors := attackers - st.Closes[session.MemoryLimit]
 		return st.ConnsTotal == attackers+1 && st.ConnsOpen == survivors+1 &&
@@ -297,7 +280,7 @@ func TestMemoryBudgetEvictsLargest(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	waitState(t, "the attackers' memory given back", func() (bool, string) {
+	servertest.Until(t, servertest.IOTimeout, "the attackers' memory given back", func() (bool, string) {
 		st := srv.Stats()
 		return st.ConnsOpen == 1 && st.MemoryHeld <= 64<<10,
 			fmt.Sprintf("%d open, holding %d KiB", st.ConnsOpen, st.MemoryHeld>>10)
@@ -386,7 +369,7 @@ func TestWriteTimeoutWatchesKernelQueue(t *testing.T) {
 	if err := <-steadySent; err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, "the stuck peer closed as a slow consumer", func() (bool, string) {
+	servertest.Until(t, servertest.IOTimeout, "the stuck peer closed as a slow consumer", func() (bool, string) {
 		c := srv.Stats().Closes
 		return c[session.SlowConsumer] == 1 && len(c) == 1, fmt.Sprintf("closes %v", c)
 	})

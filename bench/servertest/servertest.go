@@ -150,10 +150,23 @@ func WaitClosed(conn net.Conn) error {
 // happens-before edge the test can wait on.
 func Eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(IOTimeout)
-	for !cond() {
+	Until(tb, IOTimeout, what, func() (bool, string) { return cond(), "it did not" })
+}
+
+// Until polls cond, which also describes the state it saw, until it holds;
+// after limit the test fails with the last description. Like Eventually,
+// it is for state with no event a test can wait on (a server's counters, a
+// timeout's effect), never for readiness.
+func Until(tb testing.TB, limit time.Duration, what string, cond func() (ok bool, state string)) {
+	tb.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+			tb.Fatalf("timed out waiting for %s (within %v): %s", what, limit, state)
 		}
 		time.Sleep(time.Millisecond)
 	}
