@@ -2,11 +2,12 @@ package eventloop
 
 import (
 	"errors"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
-	"echoloop/eventloop/internal/listenaddr"
 	"echoloop/eventloop/session"
 )
 
@@ -16,25 +17,34 @@ var errEngineStopped = errors.New("eventloop: engine stopped")
 // OnTraffic and friends do not become methods of the exported Server.
 type handler struct {
 	gnet.BuiltinEventEngine
-	srv    *Server
-	booted bool // set by OnBoot, read by ListenAndServe after Run returns
+	srv      *Server
+	booted   bool      // set by start, read by ListenAndServe after Run returns
+	starting sync.Once // start, on the first OnTick
+
+	ln           net.Listener // the listener the acceptor accepts from
+	removeSocket func()       // removes gnet's own listener from the filesystem
 }
 
-// OnBoot runs once the listener is bound, before the loops start.
+// OnBoot runs once gnet's engine is set up, before the loops start.
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s := h.srv
-	addr, err := listenaddr.Of(eng)
-	if err != nil {
-		s.log.Error().Err(err).Msg("cannot read the listening address")
-		return gnet.Shutdown
-	}
-	s.eng, s.addr = eng, addr
-	h.booted = true
-	close(s.ready)
+	h.removeSocket()
+	s.eng = eng
 	if s.stopping.Load() {
 		return gnet.Shutdown
 	}
 	return gnet.None
+}
+
+// start starts the acceptor and declares the server ready. It runs from the
+// first OnTick: gnet starts the ticker once the loops are running, and
+// Engine.Register must not run before that.
+func (h *handler) start() {
+	s := h.srv
+	s.addr = h.ln.Addr()
+	s.acceptor = s.startAcceptor(h.ln, s.eng)
+	h.booted = true
+	close(s.ready)
 }
 
 // OnOpen runs on the connection's loop when gnet has accepted it.
@@ -89,7 +99,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	if len(in) > 0 {
 		s.counters.Read(len(in))
-		c.lastActive = int32(l.now)
+		c.lastActive = int32(l.clockNow())
 	}
 	action, served := h.traffic(c, in)
 	if len(in) > 0 && !c.closed.Load() {
@@ -237,6 +247,7 @@ func flushOnClose(c *conn, err error) bool {
 // lingering, or the server drains, so those are noticed promptly.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.srv
+	h.starting.Do(h.start)
 	s.sweepNow()
 	s.reclaim.Check(s.counters.Memory(), time.Now())
 	if s.fast.Load() > 0 || s.draining.Load() {

@@ -20,7 +20,7 @@ type loopState struct {
 	// serves every connection.
 	out []byte
 
-	now   int64    // the loop's clock, in ticks of srv.tick, set by sweep
+	now   int64    // the loop's clock, in ticks of srv.tick; see clockNow
 	wheel *wheel   // idle-timeout wheel; nil when there is no idle timeout
 	conns connList // every conn, when there is no wheel
 	busy  []*conn  // conns with an ext (see busy.go), checked every sweep
@@ -63,9 +63,18 @@ func (l *loopState) reset() {
 	l.out = l.out[:0]
 }
 
+// clockNow reads the clock into l.now and returns it. Activity is stamped
+// with the time it happens, not the last sweep's: sweeps run late on a busy
+// machine, and a stale stamp would make a connection look silent longer
+// than it was, and close it before its idle timeout.
+func (l *loopState) clockNow() int64 {
+	l.now = l.srv.ticks()
+	return l.now
+}
+
 // add starts tracking a new connection.
 func (l *loopState) add(c *conn) {
-	c.lastActive = int32(l.now)
+	c.lastActive = int32(l.clockNow())
 	if l.wheel != nil {
 		l.wheel.add(c, l.now)
 	} else {
@@ -145,7 +154,7 @@ func (l *loopState) closeFor(c *conn, r session.Reason) {
 // shuts down.
 func (l *loopState) sweep() {
 	s := l.srv
-	l.now = s.ticks()
+	l.clockNow()
 	if l.wheel != nil {
 		l.wheel.advance(l.now, func(c *conn) { l.closeFor(c, session.Idle) })
 	}

@@ -11,8 +11,8 @@ type Options struct {
 
 	// Loops is the number of event loops, each a goroutine blocked in
 	// epoll_wait over its share of the connections. Zero means 1: every
-	// connection on one loop, the select-style server. gnet accepts on a
-	// separate goroutine either way.
+	// connection on one loop, the select-style server. The server accepts
+	// on a goroutine of its own either way (see accept.go).
 	Loops int
 
 	// ReadBufferCap is the most one read(2) takes from a socket, in bytes,

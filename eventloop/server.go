@@ -12,8 +12,9 @@
 //
 // Callbacks for one connection (OnOpen, OnTraffic..., OnClose) run in order
 // on the loop that owns it and never concurrently. With Loops > 1 different
-// connections' callbacks run in parallel on different loops. gnet accepts on
-// its own goroutine and hands each new socket to a loop.
+// connections' callbacks run in parallel on different loops. The server
+// accepts on a goroutine of its own and hands each new socket to a loop
+// (see accept.go).
 package eventloop
 
 import (
@@ -61,8 +62,9 @@ type Server struct {
 	tick  time.Duration // the sweep interval: idle-timeout resolution
 
 	// Set before ready is closed, read-only afterwards.
-	eng  gnet.Engine
-	addr net.Addr
+	eng      gnet.Engine
+	addr     net.Addr
+	acceptor *acceptor
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loopState
@@ -141,28 +143,40 @@ func (s *Server) ListenAndServe() error {
 		close(s.ready)
 		return ErrServerClosed
 	}
-	addr, err := claimAddr(s.opts.Addr)
+	ln, err := s.opts.Listen()
 	if err != nil {
 		close(s.ready)
 		return fmt.Errorf("eventloop: listen on %s: %w", s.opts.Addr, err)
 	}
-	h := &handler{srv: s}
+	sock, removeSocket, err := engineSocket()
+	if err != nil {
+		ln.Close()
+		close(s.ready)
+		return fmt.Errorf("eventloop: %w", err)
+	}
+	defer removeSocket()
+	h := &handler{srv: s, ln: ln, removeSocket: removeSocket}
 	glog := s.opts.Logger.With().Str("component", "gnet").Logger()
 	addGnetLog(&glog)
 	defer removeGnetLog(&glog)
-	err = gnet.Run(h, "tcp://"+addr,
+	// Connections come from the acceptor (see accept.go), accepted by
+	// package net, which sets TCP_NODELAY and keep-alive on each as it
+	// does for the goroutine model.
+	err = gnet.Run(h, "unix://"+sock,
 		gnet.WithNumEventLoop(s.opts.Loops),
-		gnet.WithReuseAddr(true),
-		// Each loop accepts on its own listener, one socket per readiness
-		// event, and runs OnOpen at once: see claimAddr.
-		gnet.WithReusePort(true),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(s.opts.ReadBufferCap),
 		gnet.WithLockOSThread(s.opts.LockOSThread),
 		gnet.WithEdgeTriggeredIO(s.opts.EdgeTriggered),
 		gnet.WithTicker(true),
 		gnet.WithLogger(gnetLogger{}),
 	)
+	if s.acceptor != nil {
+		s.acceptor.engineStopped()
+		s.acceptor.stop()
+	} else {
+		ln.Close()
+	}
 	if !h.booted {
 		close(s.ready)
 	}
@@ -170,33 +184,6 @@ func (s *Server) ListenAndServe() error {
 		return fmt.Errorf("eventloop: listen on %s: %w", s.opts.Addr, err)
 	}
 	return ErrServerClosed
-}
-
-// claimAddr checks that addr is free and resolves a port 0 to the port the
-// kernel picks, by binding it without SO_REUSEPORT and closing it again.
-//
-// The server listens with SO_REUSEPORT because of what gnet does with a
-// single shared listener: it accepts on a goroutine of its own until EAGAIN
-// and queues every socket to a loop through an unbounded queue, so a burst
-// of connections holds descriptors that no connection count sees yet (OnOpen
-// runs later), and the accept(2) that meets EMFILE stops the whole engine.
-// With SO_REUSEPORT each loop has its own listener, accepts one socket per
-// readiness event and runs OnOpen (where MaxConns refuses the excess) at
-// once, so the descriptors held never pass the connections counted by more
-// than one. The cost is that SO_REUSEPORT would let a second server bind the
-// same address silently: binding without it first keeps "address in use" an
-// error (a server that binds in the moment between the check and gnet's bind
-// is not caught), and gives every loop's listener the same port.
-func claimAddr(addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	bound := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", err
-	}
-	return bound, nil
 }
 
 // Ready is closed once the server listens (Addr is then valid) or has failed
@@ -259,6 +246,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cutHandOffs()
 		s.sweepNow()
 	}
+	// Every connection accepted has reached its loop (and been closed):
+	// nothing is left for the engine to drop.
+	s.acceptor.stop()
 	// Engine.Stop polls for the end every 500ms; with a context that is
 	// already done it only starts the stop, and done tells when it is over.
 	stopNow, cancel := context.WithCancel(context.Background())

@@ -157,7 +157,7 @@ func (s *Server) ListenAndServe() error {
 		return ErrStarted
 	}
 	defer close(s.done)
-	ln, err := net.Listen("tcp", s.opts.Addr)
+	ln, err := s.opts.Listen()
 	if err != nil {
 		close(s.ready)
 		return fmt.Errorf("netserver: listen on %s: %w", s.opts.Addr, err)
@@ -199,7 +199,7 @@ func (s *Server) reclaimLoop(stop <-chan struct{}) {
 // acceptLoop accepts until the listener is closed. Running out of file
 // descriptors is not fatal: like net/http, it backs off and tries again.
 func (s *Server) acceptLoop(ln net.Listener) error {
-	var backoff time.Duration
+	var backoff session.AcceptBackoff
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -208,14 +208,15 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.rejectLog.Warn().Err(err).Stringer("retry_in", backoff).Msg("accept failed")
-				time.Sleep(backoff)
+				s.counters.AcceptFailed()
+				pause := backoff.Failed()
+				s.rejectLog.Warn().Err(err).Stringer("retry_in", pause).Msg("accept failed")
+				time.Sleep(pause)
 				continue
 			}
 			return fmt.Errorf("netserver: accept: %w", err)
 		}
-		backoff = 0
+		backoff.Succeeded()
 		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.stopping.Load() {

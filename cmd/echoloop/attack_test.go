@@ -8,12 +8,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"echoloop/bench/model"
 )
@@ -395,4 +398,138 @@ func TestAttackBurst(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestAttackOtherFDHolder runs the process out of file descriptors by
+// something the connection cap cannot see: the test lowers the server's
+// soft fd limit (prlimit) to the descriptors it holds, as another part of
+// the process, or a system-wide ENFILE, would leave it. A client then
+// connects: accept(2) fails with EMFILE. The server must stay up, keep
+// serving the connection it has, and serve the waiting client once
+// descriptors are free again. gnet's accept stopped the engine on EMFILE,
+// dropping every connection.
+func TestAttackOtherFDHolder(t *testing.T) {
+	for _, m := range model.Names() {
+		t.Run(m, func(t *testing.T) {
+			t.Parallel()
+			c := startChild(t, nil, "-model", m, "-addr", "127.0.0.1:0", "-log-level", "info")
+			addr := waitLog(t, c.lines, "listening")["addr"].(string)
+			pid := c.cmd.Process.Pid
+
+			held, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Close()
+			heldR := bufio.NewReader(held)
+			roundTrip := func(msg string) error {
+				_ = held.SetDeadline(time.Now().Add(20 * time.Second))
+				if _, err := io.WriteString(held, msg); err != nil {
+					return err
+				}
+				got, err := heldR.ReadString('\n')
+				if err != nil {
+					return err
+				}
+				if got != msg {
+					return fmt.Errorf("echo %q, want %q", got, msg)
+				}
+				return nil
+			}
+			if err := roundTrip("before\n"); err != nil {
+				t.Fatal(err)
+			}
+
+			var old syscall.Rlimit
+			if err := prlimit(pid, nil, &old); err != nil {
+				t.Fatal(err)
+			}
+			free, err := lowestFreeFD(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The kernel hands out the lowest free descriptor and refuses
+			// one at or above the soft limit: at this limit, no new one.
+			low := syscall.Rlimit{Cur: uint64(free), Max: old.Max}
+			if err := prlimit(pid, &low, nil); err != nil {
+				t.Fatal(err)
+			}
+			restored := false
+			restore := func() {
+				if !restored {
+					restored = true
+					if err := prlimit(pid, &old, nil); err != nil {
+						t.Errorf("restore the fd limit: %v", err)
+					}
+				}
+			}
+			defer restore()
+
+			// The new client completes its handshake in the listen
+			// backlog; the server's accept fails with EMFILE. The warning
+			// says it has: wait for it rather than for a time.
+			waiting, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer waiting.Close()
+			waitLog(t, c.lines, "accept failed")
+			c.checkAlive(t, "at EMFILE")
+			if err := roundTrip("during\n"); err != nil {
+				t.Fatalf("the connection held before EMFILE: %v; the server's warnings and errors: %v", err, c.tail())
+			}
+
+			restore()
+			_ = waiting.SetDeadline(time.Now().Add(20 * time.Second))
+			if _, err := io.WriteString(waiting, "after\n"); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := bufio.NewReader(waiting).ReadString('\n'); err != nil || got != "after\n" {
+				t.Fatalf("the client that waited through EMFILE got %q, %v; want an echo", got, err)
+			}
+			if err := roundTrip("after\n"); err != nil {
+				t.Fatal(err)
+			}
+			held.Close()
+			waiting.Close()
+			stopChild(t, c)
+		})
+	}
+}
+
+// lowestFreeFD is the lowest descriptor number pid does not use.
+func lowestFreeFD(pid int) (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, err
+	}
+	used := map[int]bool{}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			used[n] = true
+		}
+	}
+	n := 0
+	for used[n] {
+		n++
+	}
+	return n, nil
+}
+
+// prlimit sets (new non-nil) or reads (old non-nil) pid's RLIMIT_NOFILE.
+func prlimit(pid int, new, old *syscall.Rlimit) error {
+	var n, o *unix.Rlimit
+	if new != nil {
+		n = &unix.Rlimit{Cur: new.Cur, Max: new.Max}
+	}
+	if old != nil {
+		o = &unix.Rlimit{}
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, n, o); err != nil {
+		return fmt.Errorf("prlimit: %w", err)
+	}
+	if old != nil {
+		*old = syscall.Rlimit{Cur: o.Cur, Max: o.Max}
+	}
+	return nil
 }

@@ -19,7 +19,7 @@ import (
 type statsCollector struct {
 	srv                               model.Server
 	open, conns, frames, bytes, close *prometheus.Desc
-	partial, memory                   *prometheus.Desc
+	partial, memory, acceptErrors     *prometheus.Desc
 }
 
 func newStatsCollector(srv model.Server, modelName string) *statsCollector {
@@ -28,19 +28,20 @@ func newStatsCollector(srv model.Server, modelName string) *statsCollector {
 		return prometheus.NewDesc("echoloop_"+name, help, varLabels, labels)
 	}
 	return &statsCollector{
-		srv:     srv,
-		open:    desc("connections_open", "Connections being served now."),
-		conns:   desc("connections_total", "Connections accepted, refused ones included."),
-		frames:  desc("frames_total", "Frames decoded (in) and replies queued (out).", "direction"),
-		bytes:   desc("bytes_total", "Bytes read from sockets (in) and reply bytes queued (out).", "direction"),
-		close:   desc("closes_total", "Closed connections by reason.", "reason"),
-		partial: desc("partial_frames_total", "Connections that ended with part of a frame unanswered."),
-		memory:  desc("memory_held_bytes", "Memory held for clients (partial frames, unserved input, unsent replies), as -max-memory counts it."),
+		srv:          srv,
+		open:         desc("connections_open", "Connections being served now."),
+		conns:        desc("connections_total", "Connections accepted, refused ones included."),
+		frames:       desc("frames_total", "Frames decoded (in) and replies queued (out).", "direction"),
+		bytes:        desc("bytes_total", "Bytes read from sockets (in) and reply bytes queued (out).", "direction"),
+		close:        desc("closes_total", "Closed connections by reason.", "reason"),
+		partial:      desc("partial_frames_total", "Connections that ended with part of a frame unanswered."),
+		memory:       desc("memory_held_bytes", "Memory held for clients (partial frames, unserved input, unsent replies), as -max-memory counts it."),
+		acceptErrors: desc("accept_errors_total", "Failed accept(2) calls (EMFILE, ENFILE...); the server backs off and accepts again."),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.open, c.conns, c.frames, c.bytes, c.close, c.partial, c.memory} {
+	for _, d := range []*prometheus.Desc{c.open, c.conns, c.frames, c.bytes, c.close, c.partial, c.memory, c.acceptErrors} {
 		ch <- d
 	}
 }
@@ -55,6 +56,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(st.BytesOut), "out")
 	ch <- prometheus.MustNewConstMetric(c.partial, prometheus.CounterValue, float64(st.PartialFrames))
 	ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(st.MemoryHeld))
+	ch <- prometheus.MustNewConstMetric(c.acceptErrors, prometheus.CounterValue, float64(st.AcceptErrors))
 	for _, r := range session.Reasons() {
 		ch <- prometheus.MustNewConstMetric(c.close, prometheus.CounterValue, float64(st.Closes[r]), r.String())
 	}

@@ -36,6 +36,12 @@ type Config struct {
 	// port; the server's Addr method reports it. Empty means DefaultAddr.
 	Addr string
 
+	// ReusePort listens with SO_REUSEPORT, so that several server processes
+	// (of either model) share Addr and the kernel spreads new connections
+	// among them. Off, a second server on a busy address fails with
+	// EADDRINUSE. Default off.
+	ReusePort bool
+
 	// Codec frames the byte stream. Nil means frame.Line with its default
 	// 64 KiB cap.
 	Codec frame.Codec

@@ -16,6 +16,10 @@ type Stats struct {
 	// those bytes were dropped unanswered.
 	PartialFrames int64
 
+	// AcceptErrors counts failed accept(2) calls (EMFILE, ENFILE and the
+	// like); the server backs off and accepts again.
+	AcceptErrors int64
+
 	// MemoryHeld is the memory held for clients now (partial frames, unserved
 	// input, unsent replies, by buffer capacity): what Config.MaxMemory
 	// bounds.
@@ -34,11 +38,15 @@ type Counters struct {
 	bytesIn, bytesOut     atomic.Int64
 	partialFrames         atomic.Int64
 	memoryHeld            atomic.Int64
+	acceptErrors          atomic.Int64
 	closes                [numReasons]atomic.Int64
 }
 
 // Accepted counts a newly accepted connection.
 func (c *Counters) Accepted() { c.connsTotal.Add(1) }
+
+// AcceptFailed counts a failed accept(2).
+func (c *Counters) AcceptFailed() { c.acceptErrors.Add(1) }
 
 // TryOpen counts a connection as served unless max (> 0) are served
 // already, and reports whether it did. Concurrent callers never take the
@@ -104,6 +112,7 @@ func (c *Counters) Snapshot() Stats {
 
 		PartialFrames: c.partialFrames.Load(),
 		MemoryHeld:    c.memoryHeld.Load(),
+		AcceptErrors:  c.acceptErrors.Load(),
 		Closes:        make(map[Reason]int64),
 	}
 	for r := range c.closes {
