@@ -43,8 +43,11 @@ func TestIdleTimeout(t *testing.T) {
 		srv, logs := startLogged(t, m, session.Config{IdleTimeout: idle})
 		quiet := servertest.NewClient(servertest.Dial(t, srv.Addr()), frame.Line{})
 		busy := servertest.NewClient(servertest.Dial(t, srv.Addr()), frame.Line{})
-		roundTrip(t, quiet, []byte("hello"))
+		// The server's last byte from quiet arrives after this instant:
+		// the close may come no earlier than idle after it. (The moment the
+		// reply arrives is no bound: the client may be scheduled late.)
 		lastByte := time.Now()
+		roundTrip(t, quiet, []byte("hello"))
 
 		stop := make(chan struct{})
 		busyDone := make(chan error, 1)
