@@ -44,8 +44,8 @@ var (
 // errors are wrapped the same way.
 var (
 	errNoSignature = errors.New("no PROXY protocol signature")
-	errV1Refused   = errors.New("a v1 header, but only v2 is accepted")
-	errV2Refused   = errors.New("a v2 header, but only v1 is accepted")
+	errV1Refused   = errors.New("starts like a v1 header, but only v2 is accepted")
+	errV2Refused   = errors.New("starts like a v2 header, but only v1 is accepted")
 	errV1TooLong   = fmt.Errorf("v1 header without CRLF in its first %d bytes", MaxV1Len)
 	errV2TooLong   = fmt.Errorf("v2 header length over %d", MaxV2Length)
 	errV2Command   = errors.New("v2 version or command unknown")
