@@ -17,7 +17,7 @@ import (
 // into the connection's read buffer, as many reads as it takes, until
 // proxyproto.Parse has all of it. What arrived after the header stays in
 // the buffer, unconsumed, and is served as the first frames once the
-// session opens; the handler, the logs and the counters see the header's
+// session opens; the handler and the logs see the header's
 // address from then on. Until then the connection is not counted as served
 // (Open has not run), but its descriptor counts as open (Counters.Hold).
 
