@@ -49,7 +49,7 @@ func (c *conn) record(ioErr error) {
 	c.wmu.Lock()
 	c.closed.Store(true)
 	c.wmu.Unlock()
-	c.Closed(c, c.nc.RemoteAddr(), ioErr, c.end-c.start)
+	c.Closed(c, c.RemoteAddr(), ioErr, c.end-c.start)
 }
 
 // lingers says whether the close should linger: the reason promises the

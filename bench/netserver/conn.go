@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
 	"echoloop/handlers"
 )
@@ -63,6 +64,11 @@ type conn struct {
 	closeReq atomic.Bool // AsyncConn.Close asked the goroutine to finish
 	stalled  atomic.Bool // an AsyncConn.Send made no progress for the write timeout
 	forced   atomic.Bool // Shutdown's deadline passed; the socket was closed under it
+
+	// proxied is the client's address from the PROXY header, nil without
+	// one: RemoteAddr reports it instead of the socket's peer. Stored once,
+	// before the session opens; an eviction pass may read it meanwhile.
+	proxied atomic.Pointer[net.Addr]
 }
 
 // errWoken means a read or write was cut short on purpose: by a stop or
@@ -77,8 +83,14 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return c
 }
 
-// RemoteAddr implements handlers.Conn.
-func (c *conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+// RemoteAddr implements handlers.Conn: the client's address from the PROXY
+// header if there was one, else the socket's peer. Safe from any goroutine.
+func (c *conn) RemoteAddr() net.Addr {
+	if a := c.proxied.Load(); a != nil {
+		return *a
+	}
+	return c.nc.RemoteAddr()
+}
 
 // Async implements handlers.Conn.
 func (c *conn) Async() handlers.AsyncConn { return asyncConn{c} }
@@ -90,15 +102,19 @@ func (c *conn) interrupt() {
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
-// serve runs the connection: read, decode and answer every complete frame,
+// serve runs the connection: read the PROXY header first if the protocol is
+// on (proxy.go), then read, decode and answer every complete frame,
 // write the replies in one write, until the peer or the server ends it; then
 // close, gracefully when the reason asks for it.
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	s := c.srv
+	if s.opts.Proxy.Mode != proxyproto.Off && !c.readProxyHeader() {
+		return
+	}
 	c.Open(c, &c.out)
 	if c.Closing() == session.ConnLimit {
-		s.rejectLog.Warn().Stringer("remote", c.nc.RemoteAddr()).Int("max_conns", s.opts.MaxConns).
+		s.rejectLog.Warn().Stringer("remote", c.RemoteAddr()).Int("max_conns", s.opts.MaxConns).
 			Msg("connection refused: at the connection limit")
 		c.closeNow(nil)
 		return
@@ -107,10 +123,18 @@ func (c *conn) serve() {
 		c.closeGracefully(c.writeFailed(err))
 		return
 	}
-	c.buf = make([]byte, s.opts.ReadBufferSize)
+	if c.buf == nil {
+		c.buf = make([]byte, s.opts.ReadBufferSize)
+	}
 	c.account()
 	var ioErr error
-	for c.Closing() == session.Open {
+	if c.end > c.start {
+		// Frames that came in the same read as the PROXY header.
+		if werr := c.serveBuffered(); werr != nil {
+			ioErr = c.writeFailed(werr)
+		}
+	}
+	for c.Closing() == session.Open && ioErr == nil {
 		n, err := c.read()
 		if n > 0 {
 			if werr := c.serveBuffered(); werr != nil {

@@ -119,7 +119,7 @@ func (s *Server) evict(budget int64) {
 			continue
 		}
 		excess -= v.held
-		s.memLog.Warn().Uint64("conn", v.c.ID()).Stringer("remote", v.c.nc.RemoteAddr()).
+		s.memLog.Warn().Uint64("conn", v.c.ID()).Stringer("remote", v.c.RemoteAddr()).
 			Int64("held", v.held).Int64("max_memory", budget).
 			Msg("closing connection: over the memory budget")
 	}

@@ -47,6 +47,14 @@ const (
 	// SlowFrame: a frame that had started did not complete within the
 	// frame timeout.
 	SlowFrame
+	// ProxyUntrusted: the PROXY protocol is on and the connection came from
+	// an address not trusted to send a header; refused before a byte was
+	// read.
+	ProxyUntrusted
+	// BadProxyHeader: the PROXY protocol is on and the connection did not
+	// start with a valid header: malformed, of a version not accepted, or
+	// not complete within the header timeout or before the peer closed.
+	BadProxyHeader
 
 	numReasons
 )
@@ -66,6 +74,8 @@ var reasonNames = [numReasons]string{
 	IOError:        "io error",
 	MemoryLimit:    "memory limit",
 	SlowFrame:      "slow frame",
+	ProxyUntrusted: "proxy untrusted",
+	BadProxyHeader: "bad proxy header",
 }
 
 func (r Reason) String() string {
@@ -92,7 +102,8 @@ func Reasons() []Reason {
 // its sending side, and reads and discards what the peer still sends for a
 // while), since closing a socket with unread input sends a reset, and a
 // reset makes the peer's kernel drop replies it has not read yet. The other
-// reasons close at once: the peer is gone, or has to be cut off.
+// reasons close at once: the peer is gone, or has to be cut off (the PROXY
+// header reasons among them: no reply was ever queued).
 func (r Reason) Lingers() bool {
 	switch r {
 	case FrameTooLarge, Malformed, BadReply, HandlerClosed, ServerStopping:
