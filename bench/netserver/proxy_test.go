@@ -64,7 +64,8 @@ func startProxy(t *testing.T, mode proxyproto.Mode, trust string, cfg session.Co
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Handler = ps.rec
 	cfg.Logger = zerolog.New(io.MultiWriter(ps.logs, zerolog.NewTestWriter(t))).Level(zerolog.DebugLevel)
-	ps.Server, err = netserver.New(netserver.Options{Config: cfg, Proxy: proxyproto.Config{Mode: mode, Trust: tr}})
+	cfg.Proxy = proxyproto.Config{Mode: mode, Trust: tr}
+	ps.Server, err = netserver.New(netserver.Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +341,7 @@ func TestProxyShutdownAwaitingHeader(t *testing.T) {
 }
 
 func TestProxyConfig(t *testing.T) {
-	_, err := netserver.New(netserver.Options{Proxy: proxyproto.Config{Mode: proxyproto.V1}})
+	_, err := netserver.New(netserver.Options{Config: session.Config{Proxy: proxyproto.Config{Mode: proxyproto.V1}}})
 	if !errors.Is(err, proxyproto.ErrNoTrust) {
 		t.Errorf("protocol on, nobody trusted: %v, want ErrNoTrust", err)
 	}

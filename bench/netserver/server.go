@@ -29,7 +29,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
 )
 
@@ -55,17 +54,6 @@ type Options struct {
 	// when the connection goes quiet (see buffer.go). Zero means
 	// DefaultReadBufferSize.
 	ReadBufferSize int
-
-	// Proxy is the PROXY protocol stage; the zero value is off. With
-	// Proxy.Mode on, a connection from an address in Proxy.Trust must
-	// start with a header of an accepted version, complete within the
-	// frame timeout (proxyproto.Timeout), and the client's address in it
-	// becomes the connection's RemoteAddr for the handler and the logs; a
-	// connection from any other address is closed at once as
-	// ProxyUntrusted, and a missing, malformed or incomplete header closes
-	// it as BadProxyHeader. The handler hears of a connection only once
-	// its header has been read. See proxy.go.
-	Proxy proxyproto.Config
 }
 
 // Server is a goroutine-per-connection server. Its methods are safe for
@@ -120,9 +108,6 @@ func New(opts Options) (*Server, error) {
 		opts.ReadBufferSize = DefaultReadBufferSize
 	}
 	if err := opts.Config.Prepare(); err != nil {
-		return nil, err
-	}
-	if err := opts.Proxy.Check(); err != nil {
 		return nil, err
 	}
 	log := opts.Logger.With().Str("component", "netserver").Logger()

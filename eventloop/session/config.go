@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"echoloop/eventloop/frame"
+	"echoloop/eventloop/proxyproto"
 	"echoloop/handlers"
 )
 
@@ -41,6 +42,22 @@ type Config struct {
 	// among them. Off, a second server on a busy address fails with
 	// EADDRINUSE. Default off.
 	ReusePort bool
+
+	// Proxy is the PROXY protocol stage; the zero value is off. With
+	// Proxy.Mode on, a connection from an address in Proxy.Trust must
+	// start with a header of an accepted version, complete within the
+	// frame timeout (proxyproto.Timeout), and the client's address in it
+	// becomes the connection's RemoteAddr for the handler, the logs and
+	// MaxConnsPerIP; a connection from any other address is closed at once
+	// as ProxyUntrusted, and a missing, malformed or incomplete header
+	// closes it as BadProxyHeader. The handler hears of a connection only
+	// once its header has been read.
+	Proxy proxyproto.Config
+
+	// MaxConnsPerIP caps the connections served at once from one client
+	// IP address (after the PROXY header, when there is one); the excess is
+	// closed with reason TooManyFromAddr. Zero means no cap.
+	MaxConnsPerIP int
 
 	// Codec frames the byte stream. Nil means frame.Line with its default
 	// 64 KiB cap.
@@ -145,6 +162,12 @@ func (c *Config) Prepare() error {
 		return fmt.Errorf("session: max pending %d is over %d", c.MaxPending, MaxBuffer)
 	case c.MaxPending == 0:
 		c.MaxPending = DefaultMaxPending
+	}
+	if err := c.Proxy.Check(); err != nil {
+		return err
+	}
+	if c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("session: max conns per IP %d is negative", c.MaxConnsPerIP)
 	}
 	switch {
 	case c.LingerBytes < 0:

@@ -55,27 +55,31 @@ const (
 	// start with a valid header: malformed, of a version not accepted, or
 	// not complete within the header timeout or before the peer closed.
 	BadProxyHeader
+	// TooManyFromAddr: the client's IP address already had MaxConnsPerIP
+	// connections.
+	TooManyFromAddr
 
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	Open:           "open",
-	PeerClosed:     "peer closed",
-	Reset:          "reset",
-	FrameTooLarge:  "frame too large",
-	Malformed:      "malformed",
-	BadReply:       "bad reply",
-	HandlerClosed:  "handler closed",
-	ConnLimit:      "connection limit",
-	ServerStopping: "shutdown",
-	Idle:           "idle",
-	SlowConsumer:   "slow consumer",
-	IOError:        "io error",
-	MemoryLimit:    "memory limit",
-	SlowFrame:      "slow frame",
-	ProxyUntrusted: "proxy untrusted",
-	BadProxyHeader: "bad proxy header",
+	Open:            "open",
+	PeerClosed:      "peer closed",
+	Reset:           "reset",
+	FrameTooLarge:   "frame too large",
+	Malformed:       "malformed",
+	BadReply:        "bad reply",
+	HandlerClosed:   "handler closed",
+	ConnLimit:       "connection limit",
+	ServerStopping:  "shutdown",
+	Idle:            "idle",
+	SlowConsumer:    "slow consumer",
+	IOError:         "io error",
+	MemoryLimit:     "memory limit",
+	SlowFrame:       "slow frame",
+	ProxyUntrusted:  "proxy untrusted",
+	BadProxyHeader:  "bad proxy header",
+	TooManyFromAddr: "too many from address",
 }
 
 func (r Reason) String() string {
