@@ -63,9 +63,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l := c.loop
 	c.Open(c, &l.out)
-	if c.Closing() == session.ConnLimit {
-		s.rejectLog.Warn().Stringer("remote", gc.RemoteAddr()).Int("max_conns", s.opts.MaxConns).
-			Msg("connection refused: at the connection limit")
+	if c.Refused(&s.rejectLog, c.RemoteAddr()) {
 		return nil, gnet.Close
 	}
 	l.add(c)
@@ -222,7 +220,7 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if l != nil {
 		l.release(c, true)
 	}
-	c.Closed(c, gc.RemoteAddr(), err, partial)
+	c.Closed(c, c.RemoteAddr(), err, partial)
 	return gnet.None
 }
 

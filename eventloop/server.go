@@ -204,9 +204,11 @@ func (s *Server) Addr() net.Addr {
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() session.Stats { return s.counters.Snapshot() }
 
-// Shutdown drains the server and stops it. It refuses new connections at
-// once (they are accepted and closed with reason ServerStopping), then closes
-// each connection, with that reason, as soon as it is done: every frame it
+// Shutdown drains the server and stops it. It closes the listener at once,
+// so new connections are refused (connections that had reached the listen
+// backlog are reset, unless net.ipv4.tcp_migrate_req hands them to another
+// server sharing the port), then closes each connection, with reason
+// ServerStopping, as soon as it is done: every frame it
 // had fully sent is answered, the replies are written, and no more bytes
 // wait unread in the kernel. A partial frame is dropped. When ctx ends
 // first, the connections still busy are closed as they are and Shutdown
@@ -226,6 +228,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 		return nil
 	}
+	// Stop accepting first: new connections are refused by the kernel (or,
+	// with ReusePort, go to the other servers on the address) rather than
+	// accepted only to be closed.
+	s.acceptor.stop()
 	s.draining.Store(true)
 	var err error
 	wait := time.NewTicker(fastTick)
@@ -246,9 +252,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cutHandOffs()
 		s.sweepNow()
 	}
-	// Every connection accepted has reached its loop (and been closed):
-	// nothing is left for the engine to drop.
-	s.acceptor.stop()
 	// Engine.Stop polls for the end every 500ms; with a context that is
 	// already done it only starts the stop, and done tells when it is over.
 	stopNow, cancel := context.WithCancel(context.Background())

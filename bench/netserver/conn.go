@@ -113,9 +113,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.Open(c, &c.out)
-	if c.Closing() == session.ConnLimit {
-		s.rejectLog.Warn().Stringer("remote", c.RemoteAddr()).Int("max_conns", s.opts.MaxConns).
-			Msg("connection refused: at the connection limit")
+	if c.Refused(&s.rejectLog, c.RemoteAddr()) {
 		c.closeNow(nil)
 		return
 	}

@@ -233,7 +233,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 }
 
 // Shutdown drains the server and stops it, as the event loop's does: it
-// stops accepting, then each connection answers what it had received
+// closes the listener, then each connection answers what it had received
 // (including bytes still unread in the kernel), writes its replies and
 // closes with reason ServerStopping; a partial frame is dropped. The close
 // lingers (see conn.linger) within ctx's deadline, so a connection whose
@@ -254,10 +254,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		s.drainBy.Store(d.UnixNano())
 	}
-	// The listener stays open while the connections drain: a connection
-	// that arrives meanwhile is accepted and closed at once (acceptLoop),
-	// as the event loop does, rather than left to the kernel's backlog.
+	// Stop accepting first, as the event loop does: new connections are
+	// refused by the kernel (or, with ReusePort, go to the other servers on
+	// the address) rather than accepted only to be closed.
 	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
 	for c := range s.conns {
 		c.interrupt()
 	}
@@ -286,11 +289,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-drained
 		err = ctx.Err()
 	}
-	s.mu.Lock()
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	s.mu.Unlock()
 	<-s.done
 	return err
 }

@@ -22,6 +22,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"echoloop/cmd/internal/cli"
 	"echoloop/eventloop"
 	"echoloop/eventloop/frame"
+	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
 	"echoloop/handlers"
 )
@@ -65,6 +67,11 @@ type flags struct {
 	idle      time.Duration
 	writeTO   time.Duration
 	stopTO    time.Duration
+	drainTO   time.Duration
+	reusePort bool
+	proxy     proxyproto.Mode
+	trust     proxyproto.Trust
+	perIP     int
 	metrics   string
 	lockOS    bool
 	readBuf   cli.Size
@@ -95,6 +102,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.idle, "idle-timeout", 5*time.Minute, "close a connection silent this long; 0 = never")
 	fs.DurationVar(&f.writeTO, "write-timeout", 30*time.Second, "close a peer whose replies make no progress this long; 0 = never")
 	fs.DurationVar(&f.stopTO, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long connections may drain before they are closed")
+	fs.DurationVar(&f.drainTO, "drain-delay", 0, "on SIGINT/SIGTERM, fail /readyz and keep serving and accepting this long before the drain, so a load balancer stops sending new connections")
+	fs.BoolVar(&f.reusePort, "reuseport", false, "listen with SO_REUSEPORT so that several processes share -addr; without it a busy address is an error")
+	fs.TextVar(&f.proxy, "proxy-protocol", proxyproto.Off, "expect a PROXY protocol header (off, v1, v2, any) from the -proxy-trust addresses before the first frame")
+	fs.TextVar(&f.trust, "proxy-trust", proxyproto.Trust{}, "the load balancers allowed to send a PROXY header, as `CIDR,...` (an IP alone is one address); required with -proxy-protocol; connections from elsewhere are refused")
+	fs.IntVar(&f.perIP, "max-conns-per-ip", 0, "most connections served at once from one client IP (the PROXY header's, when on); 0 = no cap")
 	fs.BoolVar(&f.lockOS, "lock-os-thread", false, "gnet lever: pin each event loop to its own OS thread")
 	fs.Var(&f.readBuf, "read-buffer", "gnet lever: `bytes` one read takes per event loop (default 64KiB)")
 	fs.BoolVar(&f.edge, "edge-triggered", false, "gnet lever: edge-triggered epoll instead of level-triggered")
@@ -136,7 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("-max-frame %d is over 1 GiB", f.maxFrame.N)
 	}
 	if f.model == model.Reference {
-		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "max-memory", "frame-timeout", "linger", "idle-timeout", "write-timeout"} {
+		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "max-memory", "frame-timeout", "linger", "idle-timeout", "write-timeout", "reuseport", "proxy-protocol", "proxy-trust", "max-conns-per-ip", "drain-delay"} {
 			if set[name] {
 				return nil, fmt.Errorf("-%s does not apply to -model %s: the reference echo loop has no framing, handler or limits", name, model.Reference)
 			}
@@ -176,6 +188,18 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	case f.stopTO <= 0:
 		return nil, fmt.Errorf("-shutdown-timeout %v: need a positive duration", f.stopTO)
 	}
+	if f.proxy != proxyproto.Off && f.trust.Len() == 0 {
+		return nil, fmt.Errorf("-proxy-protocol %s needs -proxy-trust: the addresses of the load balancers that send the header", f.proxy)
+	}
+	if set["proxy-trust"] && f.proxy == proxyproto.Off {
+		return nil, errors.New("-proxy-trust applies only with -proxy-protocol v1, v2 or any")
+	}
+	if f.perIP < 0 {
+		return nil, fmt.Errorf("-max-conns-per-ip %d is negative (0 means no cap)", f.perIP)
+	}
+	if f.drainTO < 0 {
+		return nil, fmt.Errorf("-drain-delay %v is negative (0 drains at once)", f.drainTO)
+	}
 	if f.maxConns < 0 {
 		return nil, fmt.Errorf("-max-conns %d is negative (0 means the default)", f.maxConns)
 	}
@@ -210,6 +234,7 @@ func build(f *flags, log zerolog.Logger) (model.Server, error) {
 		Addr: f.addr, Codec: codec, Handler: h, MaxConns: f.maxConns, Logger: log,
 		IdleTimeout: f.idle, MaxPending: int(f.maxPend.N), WriteTimeout: f.writeTO,
 		MaxMemory: offIfZero(f.maxMem.N), FrameTimeout: offIfZero(f.frameTO), LingerTime: offIfZero(f.linger),
+		ReusePort: f.reusePort, Proxy: proxyproto.Config{Mode: f.proxy, Trust: f.trust}, MaxConnsPerIP: f.perIP,
 	}
 	srv, err := model.New(model.Options{
 		Model: f.model, Config: cfg, Loops: f.loops,
@@ -293,9 +318,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if srv.Addr() == nil { // failed before listening; ListenAndServe says why
 		return startFailed(stderr, f.addr, <-served)
 	}
+	var draining atomic.Bool // /readyz fails from the signal on
 	var metricsAddr net.Addr
 	if f.metrics != "" {
-		hs, addr, err := serveMetrics(f.metrics, srv, f.model)
+		hs, addr, err := serveMetrics(f.metrics, srv, f.model, func() bool { return !draining.Load() })
 		if err != nil {
 			_ = srv.Shutdown(context.Background())
 			<-served
@@ -312,6 +338,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("server stopped unexpectedly")
 		return exitFail
 	case <-ctx.Done():
+	}
+	draining.Store(true)
+	if f.drainTO > 0 {
+		log.Info().Stringer("drain_delay", f.drainTO).Int64("conns", srv.Stats().ConnsOpen).
+			Msg("shutting down: not ready, still serving until the drain")
+		if !waitDrainDelay(f.drainTO, served) {
+			log.Error().Msg("server stopped unexpectedly")
+			return exitFail
+		}
 	}
 	log.Info().Stringer("timeout", f.stopTO).Int64("conns", srv.Stats().ConnsOpen).Msg("shutting down: draining connections")
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.stopTO)
@@ -330,6 +365,25 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	log.Info().Int64("conns_total", st.ConnsTotal).Int64("frames_in", st.FramesIn).Int64("frames_out", st.FramesOut).
 		Interface("closes", st.Closes).Msg("stopped")
 	return exitOK
+}
+
+// waitDrainDelay keeps serving for d after the first signal, so that load
+// balancers polling /readyz stop sending new connections before the
+// listener closes; a second SIGINT or SIGTERM cuts it short. It reports
+// false if the server stopped meanwhile.
+func waitDrainDelay(d time.Duration, served <-chan error) bool {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-again:
+	case <-served:
+		return false
+	}
+	return true
 }
 
 func startFailed(stderr io.Writer, addr string, err error) int {

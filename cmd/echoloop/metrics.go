@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -66,15 +67,28 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 // wait in the listen backlog.
 const maxMetricsConns = 16
 
-// serveMetrics serves Prometheus metrics on addr at /metrics until the
-// returned server is shut down: the server's counters, and the Go runtime's
-// and the process's (goroutines, threads, CPU, memory).
-func serveMetrics(addr string, srv model.Server, modelName string) (*http.Server, net.Addr, error) {
+// serveMetrics serves, on addr until the returned server is shut down:
+// Prometheus metrics at /metrics (the server's counters, and the Go
+// runtime's and the process's: goroutines, threads, CPU, memory); /healthz,
+// 200 while the process runs; and /readyz, 200 while ready() (the server
+// accepts and is not draining), 503 from the moment a drain starts, which is
+// how Kubernetes and HAProxy health checks learn to send no new connections.
+func serveMetrics(addr string, srv model.Server, modelName string, ready func() bool) (*http.Server, net.Addr, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newStatsCollector(srv, modelName),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, err

@@ -51,6 +51,7 @@ type Session struct {
 	scanned   int32    // bytes of the partial frame the codec has seen; see Serve
 	framesOut int32    // replies queued during the current call
 	opened    bool     // counted by Counters.TryOpen
+	perIP     bool     // counted against MaxConnsPerIP
 }
 
 // closing is why a connection is closing and what caused it.
@@ -106,13 +107,23 @@ func (s *Session) Closing() Reason {
 
 // Open counts the connection as served and tells a handlers.ConnObserver,
 // whose greeting replies are appended to *out. If the server already serves
-// its MaxConns it does neither and marks the session ConnLimit. c is the
-// model's connection, handed to the handler.
+// its MaxConns it does neither and marks the session ConnLimit, and if it
+// serves MaxConnsPerIP from c.RemoteAddr()'s IP, TooManyFromAddr. c is the
+// model's connection, handed to the handler; its RemoteAddr must not change
+// until Closed, which is given the same address.
 func (s *Session) Open(c handlers.Conn, out *[]byte) {
 	s.sh.Counters.Accepted()
 	if !s.sh.Counters.TryOpen(s.sh.Config.MaxConns) {
 		s.CloseFor(ConnLimit, nil)
 		return
+	}
+	if max := s.sh.Config.MaxConnsPerIP; max > 0 {
+		if !s.sh.Counters.tryOpenFrom(addrIP(c.RemoteAddr()), max) {
+			s.sh.Counters.connsOpen.Add(-1)
+			s.CloseFor(TooManyFromAddr, nil)
+			return
+		}
+		s.perIP = true
 	}
 	s.opened = true
 	if o, ok := s.sh.Config.Handler.(handlers.ConnObserver); ok {
@@ -120,6 +131,24 @@ func (s *Session) Open(c handlers.Conn, out *[]byte) {
 		o.OpenConn(c)
 		s.flushCounts()
 	}
+}
+
+// Refused reports whether Open refused the connection (ConnLimit,
+// TooManyFromAddr), and if so warns on log (a RejectLogger) with remote and
+// the limit: the model then closes the socket at once.
+func (s *Session) Refused(log *zerolog.Logger, remote net.Addr) bool {
+	cfg := s.sh.Config
+	switch s.Closing() {
+	case ConnLimit:
+		log.Warn().Stringer("remote", remote).Int("max_conns", cfg.MaxConns).
+			Msg("connection refused: at the connection limit")
+	case TooManyFromAddr:
+		log.Warn().Stringer("remote", remote).Int("max_conns_per_ip", cfg.MaxConnsPerIP).
+			Msg("connection refused: too many from this address")
+	default:
+		return false
+	}
+	return true
 }
 
 // Serve decodes every complete frame at the start of in, hands each to the
@@ -221,6 +250,9 @@ func (s *Session) Closed(c handlers.Conn, remote net.Addr, ioErr error, partial 
 		if o, ok := s.sh.Config.Handler.(handlers.ConnObserver); ok {
 			o.CloseConn(c)
 		}
+	}
+	if s.perIP {
+		s.sh.Counters.closedFrom(addrIP(remote))
 	}
 	s.sh.Counters.Closed(r, s.opened)
 	if e := s.sh.Log.Debug(); e.Enabled() {

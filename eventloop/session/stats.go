@@ -1,6 +1,11 @@
 package session
 
-import "sync/atomic"
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
@@ -39,6 +44,10 @@ type Counters struct {
 	partialFrames         atomic.Int64
 	memoryHeld            atomic.Int64
 	acceptErrors          atomic.Int64
+
+	perIPMu sync.Mutex
+	perIP   map[netip.Addr]int // connections served per client IP; only with MaxConnsPerIP
+
 	closes                [numReasons]atomic.Int64
 }
 
@@ -61,6 +70,43 @@ func (c *Counters) TryOpen(max int) bool {
 			return true
 		}
 	}
+}
+
+// tryOpenFrom counts a connection from ip unless max are served from it
+// already, and reports whether it did.
+func (c *Counters) tryOpenFrom(ip netip.Addr, max int) bool {
+	c.perIPMu.Lock()
+	defer c.perIPMu.Unlock()
+	if c.perIP == nil {
+		c.perIP = make(map[netip.Addr]int)
+	}
+	if c.perIP[ip] >= max {
+		return false
+	}
+	c.perIP[ip]++
+	return true
+}
+
+// closedFrom uncounts a connection tryOpenFrom counted.
+func (c *Counters) closedFrom(ip netip.Addr) {
+	c.perIPMu.Lock()
+	defer c.perIPMu.Unlock()
+	if c.perIP[ip]--; c.perIP[ip] <= 0 {
+		delete(c.perIP, ip)
+	}
+}
+
+// addrIP is the IP of a TCP address, unmapped (an IPv4 client is one
+// client whichever way the socket reports it), or the zero Addr.
+func addrIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // Closed counts a connection closing for r; served says whether TryOpen
