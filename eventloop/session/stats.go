@@ -48,7 +48,7 @@ type Counters struct {
 	perIPMu sync.Mutex
 	perIP   map[netip.Addr]int // connections served per client IP; only with MaxConnsPerIP
 
-	closes                [numReasons]atomic.Int64
+	closes [numReasons]atomic.Int64
 }
 
 // Accepted counts a newly accepted connection.
