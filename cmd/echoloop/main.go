@@ -341,9 +341,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	draining.Store(true)
 	if f.drainTO > 0 {
+		// Listen for a second signal before the line that invites one.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
 		log.Info().Stringer("drain_delay", f.drainTO).Int64("conns", srv.Stats().ConnsOpen).
 			Msg("shutting down: not ready, still serving until the drain")
-		if !waitDrainDelay(f.drainTO, served) {
+		ok := waitDrainDelay(f.drainTO, again, served)
+		signal.Stop(again)
+		if !ok {
 			log.Error().Msg("server stopped unexpectedly")
 			return exitFail
 		}
@@ -369,12 +374,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 
 // waitDrainDelay keeps serving for d after the first signal, so that load
 // balancers polling /readyz stop sending new connections before the
-// listener closes; a second SIGINT or SIGTERM cuts it short. It reports
-// false if the server stopped meanwhile.
-func waitDrainDelay(d time.Duration, served <-chan error) bool {
-	again := make(chan os.Signal, 1)
-	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(again)
+// listener closes; a second SIGINT or SIGTERM (on again) cuts it short. It
+// reports false if the server stopped meanwhile.
+func waitDrainDelay(d time.Duration, again <-chan os.Signal, served <-chan error) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
