@@ -486,29 +486,43 @@ func TestReusePortShare(t *testing.T) {
 			close(stop)
 			wg.Wait()
 
+			for _, c := range hold {
+				c.Close()
+			}
+			stoppedB := b.stop(t)
+			stoppedA := a.waitLog(t, "stopped")
+
+			// Every attempt that reached accept(2) is in a process's
+			// conns_total; the others were refused or reset by the kernel.
 			mu.Lock()
-			t.Logf("new connections: %d before the signal; while the port changed hands %d succeeded and %d failed %v; "+
+			defer mu.Unlock()
+			attempts := 0
+			for ph := range okIn {
+				attempts += okIn[ph] + failedIn[ph]
+			}
+			accepted := int(stoppedA["conns_total"].(float64)+stoppedB["conns_total"].(float64)) - conns - held
+			queued := attempts - accepted
+			t.Logf("new connections: %d before the signal; while the port changed hands %d succeeded and %d failed %v "+
+				"(%d never accepted: reset in the closing listener's queue; %d accepted, then closed by the drain); "+
 				"%d after the first process exited (%d failed); the stopped process held %d of the %d held connections",
-				okIn[serving]+failedIn[serving], okIn[handover], failedIn[handover], kinds,
+				okIn[serving]+failedIn[serving], okIn[handover], failedIn[handover], kinds, queued, failedIn[handover]-queued,
 				okIn[after]+failedIn[after], failedIn[after], openA, held)
 			if failedIn[serving] > 0 || failedIn[after] > 0 {
 				t.Errorf("%d new connections failed before the signal and %d after the first process exited, want none: %q",
 					failedIn[serving], failedIn[after], examples)
 			}
-			mu.Unlock()
-			for _, c := range hold {
-				c.Close()
+			if queued < 0 || queued > failedIn[handover] {
+				t.Errorf("%d attempts, %d accepted by the two processes, %d failed: counts disagree", attempts, accepted, failedIn[handover])
 			}
-			b.stop(t)
 		})
 	}
 }
 
 // handoverKind names why a new connection failed while the port changed
-// hands: "reset", a handshake that was queued on the closing listener (see
-// net.ipv4.tcp_migrate_req); "closed", accepted by the stopping process just
-// before its listener closed and closed by its drain before the frame came;
-// else the error.
+// hands: "reset" (a handshake queued on the closing listener, or a
+// connection the stopping process accepted and closed with its frame
+// unread), "closed" (accepted by the stopping process and closed by its
+// drain before the frame came), or the error.
 func handoverKind(err error) string {
 	switch {
 	case errors.Is(err, syscall.ECONNRESET):
