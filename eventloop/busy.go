@@ -34,6 +34,7 @@ type connExt struct {
 	idx        int   // index in loopState.busy
 
 	pending   int   // gnet's pending output at the last check
+	header    bool  // awaiting a PROXY header, collected in `in`; see proxy.go
 	paused    bool  // over MaxPending: frames are not served until output drains to half
 	evicted   bool  // closed for the memory budget: its pending output is dropped
 	lingering bool  // closing gracefully: see loopState.linger
@@ -67,7 +68,7 @@ func (l *loopState) release(c *conn, force bool) {
 	if e == nil {
 		return
 	}
-	if !force && (len(e.in) > 0 || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
+	if !force && (len(e.in) > 0 || e.header || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
 		return
 	}
 	if !force {
@@ -305,6 +306,11 @@ func (l *loopState) checkBusy() {
 		case e.paused && pending <= opts.MaxPending/2:
 			l.unpause(c)
 			_ = c.gc.Wake(nil) // serve what was kept meanwhile
+		case e.header:
+			if l.headerTimedOut(c, now) {
+				l.closeHeader(c)
+				continue
+			}
 		case !e.paused && e.frameStart != 0 && opts.FrameTimeoutOn() &&
 			time.Duration(now-e.frameStart) >= opts.FrameTimeout:
 			l.closeFor(c, session.SlowFrame)
