@@ -55,6 +55,7 @@ type Server struct {
 	forcing  atomic.Bool       // sweeps close every connection
 	reclaim  session.Reclaimer // gives memory back after bursts; see OnTick
 	fast     atomic.Int32      // connections paused or lingering: sweep at fastTick
+	evicting atomic.Bool       // an eviction round across the loops runs; see evictAcross
 	ready    chan struct{}     // closed once the listener is bound, or on failure
 	done     chan struct{}     // closed when ListenAndServe returns
 
