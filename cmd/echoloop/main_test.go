@@ -51,11 +51,19 @@ type child struct {
 // it when the test ends.
 func startChild(t *testing.T, env []string, args ...string) *child {
 	t.Helper()
-	c := &child{
-		cmd:    exec.Command(os.Args[0], append([]string{"-log-format", "json", "-log-level", "debug"}, args...)...),
-		lines:  make(chan map[string]any, 1000),
-		exited: make(chan error, 1),
-	}
+	return startChildCmd(t, env, exec.Command(os.Args[0], childArgs(args)...))
+}
+
+// childArgs are the command-line arguments startChild runs the command with.
+func childArgs(args []string) []string {
+	return append([]string{"-log-format", "json", "-log-level", "debug"}, args...)
+}
+
+// startChildCmd is startChild for a command that ends in running os.Args[0]
+// with childArgs (through a shell, say).
+func startChildCmd(t *testing.T, env []string, cmd *exec.Cmd) *child {
+	t.Helper()
+	c := &child{cmd: cmd, lines: make(chan map[string]any, 1000), exited: make(chan error, 1)}
 	c.cmd.Env = append(append(os.Environ(), "ECHOLOOP_RUN_MAIN=1"), env...)
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
