@@ -28,6 +28,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rs/zerolog"
 
+	"echoloop/eventloop/internal/gnetlog"
 	"echoloop/eventloop/session"
 )
 
@@ -147,9 +148,7 @@ func (s *Server) ListenAndServe() error {
 		return fmt.Errorf("eventloop: listen on %s: %w", s.opts.Addr, err)
 	}
 	h := &handler{srv: s}
-	glog := s.opts.Logger.With().Str("component", "gnet").Logger()
-	addGnetLog(&glog)
-	defer removeGnetLog(&glog)
+	defer gnetlog.Attach(s.opts.Logger)()
 	err = gnet.Run(h, "tcp://"+addr,
 		gnet.WithNumEventLoop(s.opts.Loops),
 		gnet.WithReuseAddr(true),
@@ -161,7 +160,7 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithLockOSThread(s.opts.LockOSThread),
 		gnet.WithEdgeTriggeredIO(s.opts.EdgeTriggered),
 		gnet.WithTicker(true),
-		gnet.WithLogger(gnetLogger{}),
+		gnet.WithLogger(gnetlog.Logger{}),
 	)
 	if !h.booted {
 		close(s.ready)

@@ -39,8 +39,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// child is the echoloop command running as a child process with its
-// JSON log lines parsed.
+// child is the echoloop command running as a child process with the JSON
+// lines of its stdout and stderr parsed; a line that is not JSON comes as
+// {"non_json": line}.
 type child struct {
 	cmd    *exec.Cmd
 	lines  chan map[string]any
@@ -65,11 +66,15 @@ func startChildCmd(t *testing.T, env []string, cmd *exec.Cmd) *child {
 	t.Helper()
 	c := &child{cmd: cmd, lines: make(chan map[string]any, 1000), exited: make(chan error, 1)}
 	c.cmd.Env = append(append(os.Environ(), "ECHOLOOP_RUN_MAIN=1"), env...)
-	stderr, err := c.cmd.StderrPipe()
+	out, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.cmd.Start(); err != nil {
+	c.cmd.Stdout, c.cmd.Stderr = w, w // as 2>&1: gnet's own logger writes to stdout
+	err = c.cmd.Start()
+	w.Close()
+	if err != nil {
+		out.Close()
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -79,15 +84,17 @@ func startChildCmd(t *testing.T, env []string, cmd *exec.Cmd) *child {
 	})
 	go func() {
 		defer close(done)
+		defer out.Close()
 		defer close(c.lines)
-		sc := bufio.NewScanner(stderr)
+		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				select {
-				case c.lines <- rec:
-				default: // nobody is reading; drop
-				}
+			if json.Unmarshal(sc.Bytes(), &rec) != nil {
+				rec = map[string]any{"non_json": sc.Text()}
+			}
+			select {
+			case c.lines <- rec:
+			default: // nobody is reading; drop
 			}
 		}
 		c.exited <- c.cmd.Wait()
