@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmdline := "go run ./cmd/echobench " + strings.Join(args, " ")
 	res, runErr := harness.Run(ctx, harness.Options{
 		Profile: p, Root: root, ServerCPUs: *serverCPUs, LoadCPUs: *loadCPUs,
-		Label: *label, Command: strings.TrimSpace(cmdline), Progress: stderr,
+		Label: *label, Command: strings.TrimSpace(cmdline), Progress: harness.Lines(stderr),
 	})
 	if res == nil {
 		fmt.Fprintf(stderr, "echobench: %v\n", runErr)
