@@ -29,6 +29,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rs/zerolog"
 
+	"echoloop/eventloop/internal/gnetlog"
 	"echoloop/eventloop/session"
 )
 
@@ -157,9 +158,7 @@ func (s *Server) ListenAndServe() error {
 	}
 	defer removeSocket()
 	h := &handler{srv: s, ln: ln, removeSocket: removeSocket}
-	glog := s.opts.Logger.With().Str("component", "gnet").Logger()
-	addGnetLog(&glog)
-	defer removeGnetLog(&glog)
+	defer gnetlog.Attach(s.opts.Logger)()
 	// Connections come from the acceptor (see accept.go), accepted by
 	// package net, which sets TCP_NODELAY and keep-alive on each as it
 	// does for the goroutine model.
@@ -170,7 +169,7 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithLockOSThread(s.opts.LockOSThread),
 		gnet.WithEdgeTriggeredIO(s.opts.EdgeTriggered),
 		gnet.WithTicker(true),
-		gnet.WithLogger(gnetLogger{}),
+		gnet.WithLogger(gnetlog.Logger{}),
 	)
 	if s.acceptor != nil {
 		s.acceptor.engineStopped()

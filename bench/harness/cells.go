@@ -95,11 +95,14 @@ func (h *harness) fill(cell *results.Cell, sum *load.Summary, u usage) {
 	cell.ConnsEstablished = sum.ConnsEstablished
 	cell.FramesVerified = sum.FramesVerified
 	cell.Mismatches = sum.Mismatches
-	if len(sum.Errors) > 0 {
+	if len(sum.Errors) > 0 || sum.ConnsDrained > 0 {
 		cell.Errors = make(map[string]uint64)
 		for _, e := range sum.Errors {
 			cell.Errors[string(e.Kind)] += e.Count
 		}
+	}
+	if sum.ConnsDrained > 0 { // not the generator's failure, but the cell did not run as asked
+		cell.Errors["drained"] = uint64(sum.ConnsDrained)
 	}
 	cell.LoadCPU = sum.CPU.Utilization
 	cell.ServerCPU = u.cores

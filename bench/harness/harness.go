@@ -39,16 +39,15 @@ type Options struct {
 	ServerCPUs string // taskset CPU list for servers, e.g. "0"
 	LoadCPUs   string // taskset CPU list for the generator, e.g. "1"
 	Label      string
-	Command    string    // the command line, recorded for reproduction
-	Progress   io.Writer // one line per cell; nil discards
+	Command    string   // the command line, recorded for reproduction
+	Progress   Progress // told of each step and cell; nil: nobody is
 }
 
 type harness struct {
 	opts                   Options
 	bins                   binaries
 	serverCores, loadCores int
-	progress               io.Writer
-	done, total            int
+	progress               Progress
 	gomaxprocs             map[string]int // by server name, as the servers logged it
 	baseTCPMem             int64          // kernel TCP pages in use when the run began
 	unsettled              int            // cells started before the kernel settled
@@ -63,7 +62,7 @@ type binaries struct{ echoloop, echoload string }
 func Run(ctx context.Context, opts Options) (*results.Run, error) {
 	h := &harness{opts: opts, progress: opts.Progress, gomaxprocs: map[string]int{}}
 	if h.progress == nil {
-		h.progress = io.Discard
+		h.progress = Lines(io.Discard)
 	}
 	var err error
 	if h.serverCores, err = countCPUs(opts.ServerCPUs); err != nil {
@@ -80,7 +79,7 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(h.progress, "building echoloop and echoload from %s\n", opts.Root)
+	h.progress.Note("building echoloop and echoload from " + opts.Root)
 	if h.bins, err = build(ctx, opts.Root, dir); err != nil {
 		return nil, err
 	}
@@ -97,10 +96,10 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 	}
 	p := opts.Profile.resolve(most)
 	run.Servers = p.Servers
-	h.total = p.cells()
 	if st, err := readTCPState(); err == nil {
 		h.baseTCPMem = st.mem
 	}
+	h.progress.Start(p.cells())
 
 	err = h.measure(ctx, p, run)
 	run.Finished = time.Now().UTC()
@@ -195,11 +194,10 @@ func (h *harness) ready(ctx context.Context) error {
 }
 
 func (h *harness) report(server, what string, rep int, failed, line string) {
-	h.done++
 	if failed != "" {
 		line = "FAILED: " + failed
 	}
-	fmt.Fprintf(h.progress, "[%d/%d] rep %d %-14s %-40s %s\n", h.done, h.total, rep, server, what, line)
+	h.progress.Cell(fmt.Sprintf("rep %d %-14s %-40s %s", rep, server, what, line))
 }
 
 func cellLine(c results.Cell) string {

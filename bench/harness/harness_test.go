@@ -88,7 +88,7 @@ func TestTinyRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var progress strings.Builder
-	run, err := Run(ctx, Options{Profile: p, Root: root, ServerCPUs: "0", LoadCPUs: "1", Label: "tiny", Progress: &progress})
+	run, err := Run(ctx, Options{Profile: p, Root: root, ServerCPUs: "0", LoadCPUs: "1", Label: "tiny", Progress: Lines(&progress)})
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
 	}

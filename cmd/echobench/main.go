@@ -119,10 +119,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	cmdline := "go run ./cmd/echobench " + strings.Join(args, " ")
+	progress, stopProgress := newProgress(stderr)
 	res, runErr := harness.Run(ctx, harness.Options{
 		Profile: p, Root: root, ServerCPUs: *serverCPUs, LoadCPUs: *loadCPUs,
-		Label: *label, Command: strings.TrimSpace(cmdline), Progress: stderr,
+		Label: *label, Command: strings.TrimSpace(cmdline), Progress: progress,
 	})
+	stopProgress()
 	if res == nil {
 		fmt.Fprintf(stderr, "echobench: %v\n", runErr)
 		return exitFail

@@ -52,8 +52,8 @@ func TestQuickProfile(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "[8/8]") {
-		t.Errorf("progress does not count the cells:\n%s", stderr.String())
+	if !strings.Contains(stderr.String(), "[7/8, ") || !strings.Contains(stderr.String(), "[8/8, took ") {
+		t.Errorf("progress does not count the cells with the time left:\n%s", stderr.String())
 	}
 	if !strings.Contains(stderr.String(), filepath.Join(dir, "REPORT.md")) {
 		t.Errorf("the last line does not name the report:\n%s", stderr.String())
