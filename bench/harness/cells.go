@@ -25,8 +25,9 @@ const sources = "8"
 // moments echoload opens and closes its measured window (its "measuring"
 // and "measured" log lines), so connection set-up and warm-up stay out of
 // the server's figures as they do out of the generator's.
-func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results.Cell) results.Cell {
-	srv, err := startServer(ctx, h.bins.echoloop, h.opts.ServerCPUs, spec)
+func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results.Cell) (measured results.Cell) {
+	defer func() { markInterrupted(ctx, &measured.Failed) }()
+	srv, err := h.startServer(ctx, spec)
 	if err != nil {
 		cell.Failed = err.Error()
 		return cell
@@ -72,7 +73,7 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 	select {
 	case <-gen.exited:
 	case <-ctx.Done():
-		cell.Failed = ErrInterrupted.Error()
+		cell.Failed = results.Interrupted
 		return cell
 	case <-time.After(limit):
 		cell.Failed = "load generator did not finish: " + gen.tail.String()
@@ -85,6 +86,16 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 	}
 	h.fill(&cell, &sum, between(before, after))
 	return cell
+}
+
+// markInterrupted replaces the reason a cell failed with
+// results.Interrupted when the run was stopped: whichever step noticed
+// first ("load generator: context canceled"), the cause was the stop, not
+// the server.
+func markInterrupted(ctx context.Context, failed *string) {
+	if *failed != "" && ctx.Err() != nil {
+		*failed = results.Interrupted
+	}
 }
 
 // fill copies the generator's summary and the server's usage into cell.
@@ -132,9 +143,10 @@ func bottleneck(server float64, serverCores int, gen float64, genCores int) stri
 // runIdle measures one idle-memory cell against a fresh server: its RSS
 // before any connection, then while the generator holds conns connections
 // after one verified round trip on each.
-func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep int) results.Idle {
+func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep int) (measured results.Idle) {
+	defer func() { markInterrupted(ctx, &measured.Failed) }()
 	cell := results.Idle{Server: spec.Name, Conns: conns, Rep: rep, Goroutines: -1}
-	srv, err := startServer(ctx, h.bins.echoloop, h.opts.ServerCPUs, spec)
+	srv, err := h.startServer(ctx, spec)
 	if err != nil {
 		cell.Failed = err.Error()
 		return cell
@@ -174,7 +186,7 @@ func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep i
 	select {
 	case <-gen.exited:
 	case <-ctx.Done():
-		cell.Failed = ErrInterrupted.Error()
+		cell.Failed = results.Interrupted
 		return cell
 	}
 	var sum load.Summary

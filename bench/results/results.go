@@ -35,26 +35,34 @@ type Run struct {
 
 // Env is where the run happened.
 type Env struct {
-	CPUModel   string `json:"cpu_model"`
-	Cores      int    `json:"cores"`
-	Kernel     string `json:"kernel"`
-	GoVersion  string `json:"go_version"`
-	FDLimit    uint64 `json:"fd_limit"`    // soft RLIMIT_NOFILE of the processes
-	ServerCPUs string `json:"server_cpus"` // taskset CPU list the servers ran on
-	LoadCPUs   string `json:"load_cpus"`   // taskset CPU list the load generator ran on
-	Commit     string `json:"commit"`      // git commit of the tree built
-	Dirty      bool   `json:"dirty"`       // the tree had uncommitted changes
+	CPUModel  string `json:"cpu_model"`
+	Cores     int    `json:"cores"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	// PythonVersion is the Python that ran the textbook servers; empty
+	// when none ran.
+	PythonVersion string `json:"python_version,omitempty"`
+	FDLimit       uint64 `json:"fd_limit"`    // soft RLIMIT_NOFILE of the processes
+	ServerCPUs    string `json:"server_cpus"` // taskset CPU list the servers ran on
+	LoadCPUs      string `json:"load_cpus"`   // taskset CPU list the load generator ran on
+	Commit        string `json:"commit"`      // git commit of the tree built
+	Dirty         bool   `json:"dirty"`       // the tree had uncommitted changes
 }
 
 // Server is one server configuration of the matrix.
 type Server struct {
 	Name       string   `json:"name"`       // e.g. "eventloop-1", used by cells
-	Model      string   `json:"model"`      // eventloop, goroutine, gnet-plain
-	Loops      int      `json:"loops"`      // event loops (eventloop, gnet-plain)
+	Model      string   `json:"model"`      // eventloop, goroutine, gnet-plain, python-select, python-threads
+	Loops      int      `json:"loops"`      // event loops (eventloop, gnet-plain, python-select)
 	GOMAXPROCS int      `json:"gomaxprocs"` // set, or what the server's default came to
 	Args       []string `json:"args"`       // every flag it was started with
 	Reference  bool     `json:"reference"`  // the gnet-plain floor, not a contender
 }
+
+// Interrupted is the Failed reason of a repetition that the run was
+// stopped in the middle of (Ctrl-C, SIGTERM): it says nothing of the
+// server.
+const Interrupted = "interrupted: the run was stopped during this cell"
 
 // Cell kinds.
 const (
