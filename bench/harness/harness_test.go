@@ -1,10 +1,13 @@
 package harness
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,4 +186,53 @@ func TestTinyRun(t *testing.T) {
 	if run.Env.Cores == 0 || run.Env.Kernel == "" || run.Env.FDLimit == 0 || run.Env.Commit == "" {
 		t.Errorf("environment incomplete: %+v", run.Env)
 	}
+}
+
+// TestInterruptedCell stops a cell as it starts: whichever step notices
+// the stop, the cell says it was interrupted ("load generator: context
+// canceled" told the reader nothing of the sort), and no process is left.
+func TestInterruptedCell(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("no taskset on this machine")
+	}
+	py, err := textbook.FindPython(context.Background())
+	if err != nil {
+		t.Skip(err) // a textbook server needs nothing built
+	}
+	root, _ := filepath.Abs("../..")
+	h := &harness{opts: Options{Root: root, ServerCPUs: "0", LoadCPUs: "0"}, python: py, gomaxprocs: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cell := h.runLoad(ctx, textbookServers[0], results.Cell{Server: textbookServers[0].Name, Kind: results.Closed, Conns: 1})
+	if cell.Failed != results.Interrupted {
+		t.Errorf("load cell failed with %q, want %q", cell.Failed, results.Interrupted)
+	}
+	idle := h.runIdle(ctx, textbookServers[0], 1, 1)
+	if idle.Failed != results.Interrupted {
+		t.Errorf("idle cell failed with %q, want %q", idle.Failed, results.Interrupted)
+	}
+	if kids := children(); len(kids) > 0 {
+		t.Errorf("processes left running: %v", kids)
+	}
+}
+
+// children lists the live processes whose parent is this one.
+func children() []string {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var kids []string
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
+			kids = append(kids, string(b[:i+1]))
+		}
+	}
+	return kids
 }
