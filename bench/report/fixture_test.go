@@ -76,7 +76,7 @@ func synthetic() *results.Run {
 	// met.
 	set("eventloop-1", 100, 64, cpu([3]float64{3.3, 3.4, 3.5}))
 	set("gnet-plain-1", 100, 64, cpu([3]float64{3.0, 3.2, 3.5}))
-	// At 1 conn: 6 against 5 in every repetition, 1.20×: missed by 0.10×.
+	// At 1 conn: 6 against 5 in every repetition, 1.20×: missed, 9% over.
 	set("eventloop-1", 1, 64, cpu([3]float64{6, 6, 6}))
 	// eventloop-1 was generator-bound at 1 conn in two repetitions of three.
 	set("eventloop-1", 1, 64, func(c *results.Cell) {
