@@ -71,15 +71,41 @@ func (d *data) markdown(reading string) string {
 	return strings.TrimRight(m.String(), "\n") + "\n"
 }
 
-func (d *data) reps() int {
-	n := 0
-	for _, c := range d.run.Cells {
-		n = max(n, c.Rep)
+// reps returns the fewest and the most repetitions any cell of the run
+// has, failed ones included; 0, 0 for a run with no cells.
+func (d *data) reps() (lo, hi int) {
+	var ns []int
+	for _, m := range d.closed {
+		for _, cs := range m {
+			ns = append(ns, len(cs))
+		}
 	}
-	for _, c := range d.run.Idle {
-		n = max(n, c.Rep)
+	for _, m := range d.open {
+		for _, cs := range m {
+			ns = append(ns, len(cs))
+		}
 	}
-	return n
+	for _, m := range d.idle {
+		for _, is := range m {
+			ns = append(ns, len(is))
+		}
+	}
+	if len(ns) == 0 {
+		return 0, 0
+	}
+	return slices.Min(ns), slices.Max(ns)
+}
+
+// repetitions says how many times each cell ran: "one repetition", "3
+// repetitions", "1 to 3 repetitions".
+func repetitions(lo, hi int) string {
+	switch {
+	case hi == 1:
+		return "one repetition"
+	case lo == hi:
+		return strconv.Itoa(hi) + " repetitions"
+	}
+	return strconv.Itoa(lo) + " to " + strconv.Itoa(hi) + " repetitions"
 }
 
 func (d *data) title(m *md) {
@@ -96,8 +122,15 @@ func (d *data) title(m *md) {
 	if prof == "" {
 		prof = "unnamed"
 	}
-	m.p("Profile **%s**: %d server configurations, %d load-cell runs and %d idle-cell runs, up to %d repetitions of each cell, interleaved across servers.",
-		prof, len(d.servers), len(r.Cells), len(r.Idle), d.reps())
+	line := fmt.Sprintf("Profile **%s**: %d server configurations, %s and %s", prof, len(d.servers),
+		plural(uint64(len(r.Cells)), "load-cell run"), plural(uint64(len(r.Idle)), "idle-cell run"))
+	switch lo, hi := d.reps(); {
+	case hi > 1:
+		line += ", " + repetitions(lo, hi) + " of each cell, interleaved across servers"
+	case hi == 1:
+		line += ", " + repetitions(lo, hi) + " of each cell"
+	}
+	m.p("%s.", line)
 	if r.Command != "" {
 		m.WriteString("Reproduce with:\n\n```sh\n" + r.Command + "\n```\n\n")
 	}
@@ -700,8 +733,11 @@ func (d *data) limits(m *md) {
 		}
 		b.WriteString(": there the throughput is what the generator could drive, a floor under the server's capacity rather than a measure of it. ")
 	}
-	if n := d.reps(); n > 0 {
-		fmt.Fprintf(&b, "Ranges are min–max over at most %d repetitions, not confidence intervals. ", n)
+	switch lo, hi := d.reps(); {
+	case hi == 1:
+		b.WriteString("Each cell ran once: every figure is a single measurement, with no range and nothing to say how far it would move on another run. ")
+	case hi > 1:
+		fmt.Fprintf(&b, "Ranges are min–max over %s, not confidence intervals. ", repetitions(lo, hi))
 	}
 	b.WriteString("The handler is echo, so the servers do almost nothing per frame: a handler with real work would shrink the differences between the models. Memory is resident set size, which counts pages touched rather than bytes in use, and Go returns freed memory to the system lazily.")
 	m.p("%s", b.String())

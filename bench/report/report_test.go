@@ -35,6 +35,8 @@ func TestWrite(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# echobench: synthetic, 2026-03-01",
+		"Profile **full**: 5 server configurations, 57 load-cell runs and 18 idle-cell runs, 3 repetitions of each cell, interleaved across servers.",
+		"Ranges are min–max over 3 repetitions, not confidence intervals.",
 		"go run ./cmd/echobench -profile full",
 		"| CPU | Test CPU 9000, 2 cores |",
 		"servers on CPUs 0, load generator on CPUs 1",
@@ -156,7 +158,11 @@ func TestWriteShapes(t *testing.T) {
 				return c.Rep == 1 && c.Size == 64 && (c.Kind == results.Open && c.RateFraction == 0.5 || c.Kind == results.Closed && c.Conns == 100)
 			})
 			r.Idle = keepIdle(r.Idle, func(c results.Idle) bool { return c.Rep == 1 && c.Conns == 1000 })
-		}, 6, []string{"| 100 | 70.0k<br>"}},
+		}, 6, []string{"| 100 | 70.0k<br>", "7 load-cell runs and 3 idle-cell runs, one repetition of each cell.", "Each cell ran once: every figure is a single measurement"}},
+		{"interrupted in the last repetition", func(r *results.Run) {
+			r.Cells = keep(r.Cells, func(c results.Cell) bool { return c.Rep < 3 || c.Kind == results.Closed && c.Conns == 1 })
+			r.Idle = keepIdle(r.Idle, func(c results.Idle) bool { return c.Rep < 3 })
+		}, 9, []string{"2 to 3 repetitions of each cell, interleaved across servers.", "Ranges are min–max over 2 to 3 repetitions"}},
 		{"every cell failed", func(r *results.Run) {
 			for i := range r.Cells {
 				r.Cells[i].Failed = "boom"
@@ -199,6 +205,9 @@ func TestWriteShapes(t *testing.T) {
 				if !strings.Contains(string(b), want) {
 					t.Errorf("the report lacks %q", want)
 				}
+			}
+			if m := regexp.MustCompile(`\b1 [a-z-]+(runs|repetitions)\b|up to 1 repetition`).FindString(string(b)); m != "" {
+				t.Errorf("the report writes %q", m)
 			}
 			files, _ := filepath.Glob(filepath.Join(dir, "charts", "*.svg"))
 			if len(files) != tt.charts {
