@@ -417,8 +417,21 @@ func (d *data) failed(m *md) {
 	if len(fs) == 0 {
 		return
 	}
+	cut := 0
+	for _, f := range fs {
+		if f.Reason == results.Interrupted {
+			cut++
+		}
+	}
 	m.h(2, "Failed cells")
-	m.p("%s failed. A failed repetition has no figures: it is left out of every median, range and ratio.", plural(uint64(len(fs)), "repetition"))
+	var what []string
+	if n := len(fs) - cut; n > 0 {
+		what = append(what, plural(uint64(n), "repetition")+" failed")
+	}
+	if cut > 0 {
+		what = append(what, plural(uint64(cut), "repetition")+" did not finish because the run was stopped")
+	}
+	m.p("%s. A repetition without figures is left out of every median, range and ratio.", strings.Join(what, " and "))
 	var rows [][]string
 	for _, f := range fs {
 		rows = append(rows, []string{f.Server, f.Cell, strconv.Itoa(f.Rep), f.Reason})
@@ -446,25 +459,44 @@ func header(first string, ss []results.Server) []string {
 }
 
 // figure writes one table cell from the repetitions of a cell: "failed"
-// when all failed, a dagger when some did.
+// (or "interrupted") when none has figures, a dagger when some have none.
 func figure(cs []results.Cell, f func(cs []results.Cell) string) string {
-	return mark(len(cs), len(live(cs)), func() string { return f(cs) })
+	var why []string
+	for _, c := range cs {
+		why = append(why, c.Failed)
+	}
+	return mark(why, func() string { return f(cs) })
 }
 
 // idleFigure is figure for the repetitions of an idle cell.
 func idleFigure(is []results.Idle, f func([]results.Idle) string) string {
-	return mark(len(is), len(liveIdle(is)), func() string { return f(is) })
+	var why []string
+	for _, c := range is {
+		why = append(why, c.Failed)
+	}
+	return mark(why, func() string { return f(is) })
 }
 
-// mark finishes a table cell of reps repetitions, alive of which did not
-// fail, with the figure text.
-func mark(reps, alive int, text func() string) string {
+// mark finishes a table cell from why each repetition failed ("" for one
+// that did not) and the figure text.
+func mark(why []string, text func() string) string {
+	alive, cut := 0, 0
+	for _, w := range why {
+		switch {
+		case w == "":
+			alive++
+		case interrupted(w):
+			cut++
+		}
+	}
 	switch {
-	case reps == 0:
+	case len(why) == 0:
 		return none
+	case alive == 0 && cut == len(why):
+		return "interrupted"
 	case alive == 0:
 		return "failed"
-	case alive < reps:
+	case alive < len(why):
 		return text() + " †"
 	}
 	return text()
@@ -476,7 +508,7 @@ func (d *data) closedLoop(m *md) {
 		return
 	}
 	m.h(2, "Closed loop")
-	m.p("Each connection sends its next frame when the reply to its last one arrives. Figures are medians over the repetitions with min–max in brackets; † marks a figure from fewer repetitions than were run (see Failed cells), and “failed” a cell with none.")
+	m.p("Each connection sends its next frame when the reply to its last one arrives. Figures are medians over the repetitions with min–max in brackets; † marks a figure from fewer repetitions than were run (see Failed cells), and “failed” or “interrupted” a cell with none.")
 	eg := d.pairs(isModel("eventloop"), isModel("goroutine"))
 	for _, g := range gs {
 		ss := d.columns(func(n string) bool {

@@ -160,9 +160,23 @@ func TestWriteShapes(t *testing.T) {
 			r.Idle = keepIdle(r.Idle, func(c results.Idle) bool { return c.Rep == 1 && c.Conns == 1000 })
 		}, 6, []string{"| 100 | 70.0k<br>", "7 load-cell runs and 3 idle-cell runs, one repetition of each cell.", "Each cell ran once: every figure is a single measurement"}},
 		{"interrupted in the last repetition", func(r *results.Run) {
+			// Stopped in repetition 3 after the 1-connection cells: the
+			// cell that was running says so in the words of a run
+			// recorded before the harness named interruptions, and a
+			// cell of another count had only begun.
 			r.Cells = keep(r.Cells, func(c results.Cell) bool { return c.Rep < 3 || c.Kind == results.Closed && c.Conns == 1 })
 			r.Idle = keepIdle(r.Idle, func(c results.Idle) bool { return c.Rep < 3 })
-		}, 9, []string{"2 to 3 repetitions of each cell, interleaved across servers.", "Ranges are min–max over 2 to 3 repetitions"}},
+			for i := range r.Cells {
+				if c := &r.Cells[i]; c.Server == "gnet-plain-1" && c.Rep == 3 && c.Size == 64 {
+					c.Failed = "load generator: context canceled"
+				}
+			}
+			r.Cells = append(r.Cells, results.Cell{Server: "goroutine-2", Kind: results.Closed, Conns: 1000, Size: 64, Pipeline: 1,
+				Rep: 1, Goroutines: -1, Failed: results.Interrupted})
+		}, 9, []string{"1 to 3 repetitions of each cell, interleaved across servers.", "Ranges are min–max over 1 to 3 repetitions",
+			"3 repetitions failed and 2 repetitions did not finish because the run was stopped.",
+			"| gnet-plain-1 | closed, 1 connection, 64 B, pipeline 1 | 3 | interrupted: the run was stopped during this cell |",
+			"| 1,000 | — | — | — | interrupted | — |"}},
 		{"every cell failed", func(r *results.Run) {
 			for i := range r.Cells {
 				r.Cells[i].Failed = "boom"
@@ -206,7 +220,7 @@ func TestWriteShapes(t *testing.T) {
 					t.Errorf("the report lacks %q", want)
 				}
 			}
-			if m := regexp.MustCompile(`\b1 [a-z-]+(runs|repetitions)\b|up to 1 repetition`).FindString(string(b)); m != "" {
+			if m := regexp.MustCompile(`\b1 [a-z-]+(runs|repetitions)\b|up to 1 repetition|context canceled`).FindString(string(b)); m != "" {
 				t.Errorf("the report writes %q", m)
 			}
 			files, _ := filepath.Glob(filepath.Join(dir, "charts", "*.svg"))

@@ -2,6 +2,7 @@ package report
 
 import (
 	"cmp"
+	"context"
 	"maps"
 	"slices"
 	"strconv"
@@ -392,15 +393,31 @@ func (d *data) failures() []failure {
 	var fs []failure
 	for _, c := range d.run.Cells {
 		if c.Failed != "" {
-			fs = append(fs, failure{c.Server, cellName(c), c.Rep, c.Failed})
+			fs = append(fs, failure{c.Server, cellName(c), c.Rep, reason(c.Failed)})
 		}
 	}
 	for _, c := range d.run.Idle {
 		if c.Failed != "" {
-			fs = append(fs, failure{c.Server, "idle, " + connections(c.Conns), c.Rep, c.Failed})
+			fs = append(fs, failure{c.Server, "idle, " + connections(c.Conns), c.Rep, reason(c.Failed)})
 		}
 	}
 	return fs
+}
+
+// interrupted reports whether a repetition failed because the run was
+// stopped. Runs recorded before the harness said so give the error of
+// whichever step noticed the stop first ("load generator: context
+// canceled").
+func interrupted(failed string) bool {
+	return failed == results.Interrupted || strings.HasSuffix(failed, context.Canceled.Error())
+}
+
+// reason is why a repetition failed, in the report's words.
+func reason(failed string) string {
+	if interrupted(failed) {
+		return results.Interrupted
+	}
+	return failed
 }
 
 // cellName describes a load cell in words: "closed, 100 connections, 64 B,
