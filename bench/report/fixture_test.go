@@ -147,3 +147,64 @@ func synthetic() *results.Run {
 	}
 	return r
 }
+
+// withTextbook adds the Python textbook pair to a synthetic run, with
+// figures that put each against the Go server of its shape at a plain
+// ratio, and the thread per client short of what was asked where threads
+// run out:
+//
+//   - python-select ÷ eventloop-1: frames/s 0.50× and CPU per frame 2.0×
+//     at 1 and at 100 connections, 64 B;
+//   - python-threads ÷ goroutine-1: frames/s 0.25× at 1 connection and
+//     0.20× at 100, CPU per frame 3.0× at both;
+//   - idle: python-select 400 B per connection holding 1 thread,
+//     python-threads 24,000 B and a thread per connection, holding 6,000
+//     of 10,000 asked;
+//   - python-threads failed every repetition at 4 KiB, pipeline 16.
+func withTextbook(r *results.Run) *results.Run {
+	r.Env.PythonVersion = "3.11.7"
+	r.Servers = append(r.Servers,
+		results.Server{Name: "python-select", Model: "python-select", Loops: 1},
+		results.Server{Name: "python-threads", Model: "python-threads"})
+	var add []results.Cell
+	for _, c := range r.Cells {
+		if c.Kind != results.Closed {
+			continue
+		}
+		switch c.Server {
+		case "eventloop-1":
+			c.Server, c.Threads = "python-select", 1
+			c.FramesPerS, c.CPUPerFrameUS = c.FramesPerS/2, c.CPUPerFrameUS*2
+		case "goroutine-1":
+			c.Server, c.Threads = "python-threads", c.Conns+1
+			if c.Conns == 1 {
+				c.FramesPerS = c.FramesPerS / 4
+			} else {
+				c.FramesPerS = c.FramesPerS / 5
+			}
+			c.CPUPerFrameUS *= 3
+			if c.Size == 4096 {
+				c.Failed = "server python-threads: exited before logging \"listening\": exit status 1: RuntimeError: can't start new thread"
+			}
+		default:
+			continue
+		}
+		c.Goroutines = -1
+		add = append(add, c)
+	}
+	r.Cells = append(r.Cells, add...)
+	for rep := 1; rep <= 3; rep++ {
+		for _, n := range []int{1000, 10000} {
+			held := n
+			if n == 10000 {
+				held = 6000
+			}
+			r.Idle = append(r.Idle,
+				results.Idle{Server: "python-select", Conns: n, Held: n, Rep: rep, BaselineRSS: 10e6,
+					HeldRSS: 10e6 + int64(400*n), BytesPerConn: 400, Threads: 1, Goroutines: -1},
+				results.Idle{Server: "python-threads", Conns: n, Held: held, Rep: rep, BaselineRSS: 10e6,
+					HeldRSS: 10e6 + int64(24000*held), BytesPerConn: 24000, Threads: held + 1, Goroutines: -1})
+		}
+	}
+	return r
+}
