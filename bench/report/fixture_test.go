@@ -160,7 +160,8 @@ func synthetic() *results.Run {
 //   - idle: python-select 400 B per connection holding 1 thread,
 //     python-threads 24,000 B and a thread per connection, holding 6,000
 //     of 10,000 asked;
-//   - python-threads failed every repetition at 4 KiB, pipeline 16.
+//   - python-threads failed every repetition at 4 KiB, pipeline 16;
+//   - python-select ran the open loop at half eventloop-1's rates.
 func withTextbook(r *results.Run) *results.Run {
 	r.Env.PythonVersion = "3.11.7"
 	r.Servers = append(r.Servers,
@@ -168,6 +169,11 @@ func withTextbook(r *results.Run) *results.Run {
 		results.Server{Name: "python-threads", Model: "python-threads"})
 	var add []results.Cell
 	for _, c := range r.Cells {
+		if c.Kind == results.Open && c.Server == "eventloop-1" {
+			c.Server, c.RateOffered, c.FramesPerS = "python-select", c.RateOffered/2, c.FramesPerS/2
+			c.ConnsEstablished = c.Conns
+			add = append(add, c)
+		}
 		if c.Kind != results.Closed {
 			continue
 		}

@@ -61,6 +61,7 @@ func (d *data) markdown(reading string) string {
 	d.closedLoop(&m)
 	d.openLoop(&m)
 	d.idleMemory(&m)
+	d.textbookSection(&m)
 	m.h(2, "Reading")
 	if r := strings.TrimSpace(reading); r != "" {
 		m.WriteString(r + "\n\n")
@@ -155,12 +156,17 @@ func (d *data) environment(m *md) {
 		{"CPU", fmt.Sprintf("%s, %d cores", cpu, e.Cores)},
 		{"kernel", orNone(e.Kernel)},
 		{"Go", orNone(e.GoVersion)},
+	}
+	if e.PythonVersion != "" {
+		rows = append(rows, []string{"Python", e.PythonVersion + ", for the textbook servers"})
+	}
+	rows = append(rows, [][]string{
 		{"file descriptors", "soft limit " + thousands(int64(e.FDLimit))},
 		{"pinning", pin},
 		{"commit", commit},
 		{"started", stamp(d.run.Started)},
 		{"finished", stamp(d.run.Finished)},
-	}
+	}...)
 	if !d.run.Started.IsZero() && !d.run.Finished.IsZero() {
 		rows = append(rows, []string{"duration", d.run.Finished.Sub(d.run.Started).Round(time.Second).String()})
 	}
@@ -175,6 +181,10 @@ func (d *data) environment(m *md) {
 		gmp := "default"
 		if s.GOMAXPROCS > 0 {
 			gmp = strconv.Itoa(s.GOMAXPROCS)
+		}
+		if isTextbook(s) {
+			role += " (textbook, Python)"
+			gmp = none
 		}
 		flags := none
 		if len(s.Args) > 0 {

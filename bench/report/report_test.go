@@ -309,3 +309,76 @@ func TestHeadline(t *testing.T) {
 		t.Error("a headline for no run")
 	}
 }
+
+// TestTextbookSection checks the textbook servers' section: ratios against
+// the Go server of each one's shape, idle memory and threads, what did not
+// run, and a reading drawn from the figures.
+func TestTextbookSection(t *testing.T) {
+	write := func(run *results.Run) string {
+		t.Helper()
+		dir := t.TempDir()
+		if err := Write(dir, run, ""); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	run := withTextbook(synthetic())
+	for i := range run.Cells {
+		if c := &run.Cells[i]; c.Server == "python-select" && c.Kind == results.Closed && c.Conns == 100 && c.Size == 64 && c.Rep == 3 {
+			c.ConnsEstablished = 97
+		}
+	}
+	report := write(run)
+	for _, want := range []string{
+		"| Python | 3.11.7, for the textbook servers |",
+		"| python-threads | python-threads (textbook, Python) | — | — | — |",
+		"## The textbook servers",
+		"Each is set beside the Go server of its shape, same run: `python-select` beside `eventloop-1`, `python-threads` beside `goroutine-1`.",
+		"| 1 | 0.50× | 2.0× | 0.25× | 3.0× |",
+		"| 100 | 0.50× | 2.0× | 0.20× | 3.0× |",
+		"| 10,000 | 400 B<br>1 thread | 1.2 KiB<br>5 threads | 23.4 KiB<br>6,001 threads<br>6,000 held | 9.4 KiB<br>5 threads<br>9,000 held |",
+		"- **Not every cell ran in full:**\n",
+		"  - `python-threads` failed in closed, 100 connections, 4 KiB, pipeline 16 in 3 of 3 repetitions: server python-threads: exited before logging",
+		"  - `python-threads` held 6,000 of 10,000 idle connections asked for.",
+		"  - `python-select` opened as few as 97 of the 100 connections asked in closed, 100 connections, 64 B, pipeline 1, in 1 of 3 repetitions.",
+		"every reply in their 24 load-cell runs matched what was sent",
+		"The shape decides what a waiting client costs: `python-select` 400 B per connection, 1 thread, with 10,000 held; `python-threads` 23.4 KiB per connection, 6,001 threads, with 6,000 held.",
+		"`python-select` spent 2.0× the CPU per frame of `eventloop-1` and moved 0.50× its frames per second; `python-threads` spent 3.0× the CPU per frame of `goroutine-1` and moved 0.20–0.25× its frames per second",
+		"one interpreter lock",
+		// Rows and lines beside the Go servers.
+		"| connections | eventloop-1 | eventloop-2 | goroutine-1 | goroutine-2 | gnet-plain-1 (reference) | python-select | python-threads |",
+		"| python-select | 50%: 12.5k/s | 12.5k/s |",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	// The textbook servers are not contenders for the targets.
+	if strings.Contains(report, "python-select ÷ gnet-plain-1") || strings.Contains(report, "eventloop-1 ÷ python") {
+		t.Error("a textbook server is paired for a target")
+	}
+
+	// Everything ran, and replies went wrong.
+	run = withTextbook(synthetic())
+	run.Cells = keep(run.Cells, func(c results.Cell) bool { return c.Server != "python-threads" || c.Failed == "" })
+	for i := range run.Cells {
+		if c := &run.Cells[i]; c.Server == "python-select" && c.Kind == results.Closed && c.Conns == 100 && c.Size == 64 && c.Rep == 1 {
+			c.Mismatches = 2
+		}
+	}
+	run.Idle = keepIdle(run.Idle, func(c results.Idle) bool { return c.Server != "python-threads" || c.Conns == 1000 })
+	report = write(run)
+	for _, want := range []string{"- Both ran every cell of this run, at every connection count.", "**`python-select` sent back replies that did not match what was sent: 2 mismatches**"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+
+	if report := write(synthetic()); strings.Contains(report, "textbook") {
+		t.Error("a run without the textbook servers has a section on them")
+	}
+}

@@ -127,9 +127,13 @@ func modelOf(name string) string {
 }
 
 // width is the CPU budget a server configuration was given: event loops
-// for the gnet servers, GOMAXPROCS for the goroutine model, else the number
-// its name ends in. Servers of equal width are compared with each other.
+// for the gnet servers, GOMAXPROCS for the goroutine model, one for the
+// textbook servers (Python runs one thread at a time), else the number its
+// name ends in. Servers of equal width are compared with each other.
 func width(s results.Server) int {
+	if isTextbook(s) {
+		return 1
+	}
 	n := s.Loops
 	if s.Model == "goroutine" {
 		n = s.GOMAXPROCS
