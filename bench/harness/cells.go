@@ -171,10 +171,13 @@ func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep i
 		return cell
 	}
 	defer gen.stop(5 * time.Second)
-	if _, err := gen.await(ctx, "holding", 2*time.Minute); err != nil {
+	rec, err := gen.await(ctx, "holding", 2*time.Minute)
+	if err != nil {
 		cell.Failed = "load generator: " + err.Error()
 		return cell
 	}
+	open, _ := rec["conns"].(float64)
+	cell.Open = int(open)
 	time.Sleep(settle)
 	held, err := sampleProc(srv.pid())
 	if err != nil {
@@ -194,9 +197,17 @@ func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep i
 		cell.Failed = fmt.Sprintf("load generator summary: %v (stderr: %s)", err, gen.tail)
 		return cell
 	}
+	// The memory is that of the connections open when it was read: a
+	// server too slow for the last round trip still held them all then.
 	cell.Held = sum.ConnsHeld
-	if cell.Held > 0 {
-		cell.BytesPerConn = float64(cell.HeldRSS-cell.BaselineRSS) / float64(cell.Held)
+	for _, e := range sum.Errors {
+		if cell.Errors == nil {
+			cell.Errors = make(map[string]uint64)
+		}
+		cell.Errors[string(e.Kind)] += e.Count
+	}
+	if cell.Open > 0 {
+		cell.BytesPerConn = float64(cell.HeldRSS-cell.BaselineRSS) / float64(cell.Open)
 	}
 	return cell
 }

@@ -183,7 +183,7 @@ func (h *harness) measure(ctx context.Context, p Profile, run *results.Run) erro
 				cell := h.runIdle(ctx, spec, conns, rep)
 				run.Idle = append(run.Idle, cell)
 				h.report(cell.Server, "idle conns="+strconv.Itoa(conns), rep, cell.Failed,
-					fmt.Sprintf("%d held, %.0f bytes/conn", cell.Held, cell.BytesPerConn))
+					fmt.Sprintf("%d open, %d through the last round trip, %.0f bytes/conn", cell.Open, cell.Held, cell.BytesPerConn))
 			}
 		}
 	}

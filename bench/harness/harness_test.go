@@ -179,7 +179,7 @@ func TestTinyRun(t *testing.T) {
 	}
 	for _, c := range run.Idle {
 		// The thread per client holds a thread for each connection.
-		if c.Failed != "" || c.Held != 100 || c.HeldRSS <= 0 || c.BaselineRSS <= 0 || c.Server == "python-threads" && c.Threads <= 100 {
+		if c.Failed != "" || c.Open != 100 || c.Held != 100 || c.HeldRSS <= 0 || c.BaselineRSS <= 0 || c.Server == "python-threads" && c.Threads <= 100 {
 			t.Errorf("implausible idle cell %+v", c)
 		}
 	}

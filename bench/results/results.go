@@ -118,18 +118,24 @@ type Latency struct {
 }
 
 // Idle is one repetition of an idle-memory cell: Conns connections opened,
-// one verified round trip each, then held while the server's memory is read.
+// one verified round trip each, then held while the server's memory is
+// read, then one more verified round trip each.
 type Idle struct {
-	Server       string  `json:"server"`
-	Conns        int     `json:"conns"` // asked for
-	Held         int     `json:"held"`  // open and verified while measured
-	Rep          int     `json:"rep"`
-	BaselineRSS  int64   `json:"baseline_rss"`   // server RSS before the connections
-	HeldRSS      int64   `json:"held_rss"`       // server RSS while holding them
-	BytesPerConn float64 `json:"bytes_per_conn"` // (HeldRSS-BaselineRSS)/Held
-	Threads      int     `json:"threads"`
-	Goroutines   int     `json:"goroutines"` // -1 where not reported
-	Failed       string  `json:"failed,omitempty"`
+	Server string `json:"server"`
+	Conns  int    `json:"conns"` // asked for
+	// Open is how many were open when the memory was read (the
+	// generator's count as it began to hold them); 0 in runs recorded
+	// before it was kept, where Held stands in for it.
+	Open         int               `json:"open,omitempty"`
+	Held         int               `json:"held"`             // open to the end and verified by the last round trip
+	Errors       map[string]uint64 `json:"errors,omitempty"` // failed connections by kind
+	Rep          int               `json:"rep"`
+	BaselineRSS  int64             `json:"baseline_rss"`   // server RSS before the connections
+	HeldRSS      int64             `json:"held_rss"`       // server RSS while holding them
+	BytesPerConn float64           `json:"bytes_per_conn"` // (HeldRSS-BaselineRSS)/Open
+	Threads      int               `json:"threads"`
+	Goroutines   int               `json:"goroutines"` // -1 where not reported
+	Failed       string            `json:"failed,omitempty"`
 }
 
 // Save writes r as indented JSON to path.
