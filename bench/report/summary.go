@@ -299,7 +299,15 @@ var (
 	bytesPerConn = func(c results.Idle) float64 { return c.BytesPerConn }
 	heldRSS      = func(c results.Idle) float64 { return float64(c.HeldRSS) }
 	held         = func(c results.Idle) float64 { return float64(c.Held) }
-	idleThreads  = func(c results.Idle) float64 { return float64(c.Threads) }
+	// opened is what was open when the memory was read; runs recorded
+	// before Open was kept have only Held.
+	opened = func(c results.Idle) float64 {
+		if c.Open > 0 {
+			return float64(c.Open)
+		}
+		return float64(c.Held)
+	}
+	idleThreads = func(c results.Idle) float64 { return float64(c.Threads) }
 )
 
 // goroutines summarises the goroutine counts the server reported; N is 0
@@ -332,12 +340,12 @@ func bottleneck(cs []results.Cell) (side string, agree, of int) {
 }
 
 // marginal is the memory each further connection costs between two idle
-// counts, from medians: (HeldRSS(n2)-HeldRSS(n1)) / (Held(n2)-Held(n1)).
+// counts, from medians: (HeldRSS(n2)-HeldRSS(n1)) / (Open(n2)-Open(n1)).
 // ok is false when either count has no figures or as many connections were
 // held at both.
 func marginal(lo, hi []results.Idle) (bytes float64, ok bool) {
 	r1, r2 := spread(idleByRep(lo, heldRSS)), spread(idleByRep(hi, heldRSS))
-	h1, h2 := spread(idleByRep(lo, held)), spread(idleByRep(hi, held))
+	h1, h2 := spread(idleByRep(lo, opened)), spread(idleByRep(hi, opened))
 	if r1.N == 0 || r2.N == 0 || h2.Median == h1.Median {
 		return 0, false
 	}

@@ -92,12 +92,8 @@ func (d *data) textbookSection(m *md) {
 			row := []string{thousands(int64(n))}
 			for _, s := range cols {
 				row = append(row, idleFigure(d.idle[s.Name][n], func(is []results.Idle) string {
-					t := bytesU.format(spread(idleByRep(is, bytesPerConn)).Median) + "<br>" +
-						threadCount(spread(idleByRep(is, idleThreads)).Median)
-					if h := spread(idleByRep(is, held)); h.Median != float64(n) {
-						t += "<br>" + num(h.Median) + " held"
-					}
-					return t
+					return bytesU.format(spread(idleByRep(is, bytesPerConn)).Median) + "<br>" +
+						threadCount(spread(idleByRep(is, idleThreads)).Median) + idleCounts(is, n)
 				}))
 			}
 			rows = append(rows, row)
@@ -143,13 +139,14 @@ func (d *data) textbookGaps(tb []results.Server) []string {
 		type tally struct {
 			reps, failed, short, fewest int
 			why                         string
+			errs                        map[string]uint64 // connection errors by kind, over the repetitions
 		}
 		var order []string
 		cells := map[string]*tally{}
 		note := func(cell, failed string) *tally {
 			t, ok := cells[cell]
 			if !ok {
-				t = &tally{fewest: -1}
+				t = &tally{fewest: -1, errs: map[string]uint64{}}
 				cells[cell] = t
 				order = append(order, cell)
 			}
@@ -168,6 +165,11 @@ func (d *data) textbookGaps(tb []results.Server) []string {
 				continue
 			}
 			t := note(cellName(c), c.Failed)
+			for kind, k := range c.Errors {
+				if c.Failed == "" && k > 0 {
+					t.errs[kind] += k
+				}
+			}
 			if c.Failed == "" && c.ConnsEstablished < c.Conns {
 				t.short++
 				if t.fewest < 0 || c.ConnsEstablished < t.fewest {
@@ -186,14 +188,30 @@ func (d *data) textbookGaps(tb []results.Server) []string {
 			if t.failed > 0 {
 				gaps = append(gaps, fmt.Sprintf("`%s` failed in %s in %d of %d repetitions: %s.", s.Name, cell, t.failed, t.reps, t.why))
 			}
+			if len(t.errs) > 0 {
+				gaps = append(gaps, fmt.Sprintf("`%s` lost connections to errors in %s: %s over %s.", s.Name, cell, errorKinds(t.errs), plural(uint64(t.reps), "repetition")))
+			}
 			if t.short > 0 {
 				gaps = append(gaps, fmt.Sprintf("`%s` opened as few as %s of the %s connections asked in %s, in %d of %d repetitions.",
 					s.Name, thousands(int64(t.fewest)), thousands(int64(asked[cell])), cell, t.short, t.reps))
 			}
 		}
 		for _, n := range d.idleCounts() {
-			if h := spread(idleByRep(d.idle[s.Name][n], held)); h.N > 0 && h.Median < float64(n) {
-				gaps = append(gaps, fmt.Sprintf("`%s` held %s of %s idle connections asked for.", s.Name, num(h.Median), thousands(int64(n))))
+			is := d.idle[s.Name][n]
+			o, h := spread(idleByRep(is, opened)), spread(idleByRep(is, held))
+			switch {
+			case o.N == 0:
+			case o.Median < float64(n):
+				gaps = append(gaps, fmt.Sprintf("`%s` had %s of the %s idle connections asked for open.", s.Name, num(o.Median), thousands(int64(n))))
+			case h.Median < o.Median:
+				errs := map[string]uint64{}
+				for _, c := range liveIdle(is) {
+					for k, v := range c.Errors {
+						errs[k] += v
+					}
+				}
+				gaps = append(gaps, fmt.Sprintf("`%s` held all %s idle connections open, but only %s came through the round trip after the hold (median; errors over %s: %s).",
+					s.Name, thousands(int64(n)), num(h.Median), plural(uint64(len(liveIdle(is))), "repetition"), errorKinds(errs)))
 			}
 		}
 	}
@@ -234,8 +252,7 @@ func (d *data) textbookMemory(tb []results.Server, ps []pair) string {
 		for i := len(ns) - 1; i >= 0; i-- {
 			is := d.idle[name][ns[i]]
 			if b := spread(idleByRep(is, bytesPerConn)); b.N > 0 {
-				h := spread(idleByRep(is, held)).Median
-				return int(h), b.Median, spread(idleByRep(is, idleThreads)).Median, true
+				return int(spread(idleByRep(is, opened)).Median), b.Median, spread(idleByRep(is, idleThreads)).Median, true
 			}
 		}
 		return 0, 0, 0, false
@@ -247,7 +264,7 @@ func (d *data) textbookMemory(tb []results.Server, ps []pair) string {
 		if !ok {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("`%s` %s per connection, %s, with %s held", s.Name, bytesU.format(b), threadCount(th), thousands(int64(n))))
+		parts = append(parts, fmt.Sprintf("`%s` %s per connection, %s, with %s open", s.Name, bytesU.format(b), threadCount(th), thousands(int64(n))))
 		per[s.Model] = b
 	}
 	if len(parts) == 0 {
