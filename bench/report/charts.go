@@ -36,9 +36,9 @@ type chart struct {
 	xLabel, yLabel string
 	xTicks, yTicks unit // how tick labels are written
 	logX, logY     bool
-	// spanLogY turns logY on when the values span more than a factor of
-	// spanLog, so that the lowest lines are not pressed flat.
-	spanLogY bool
+	// logOver, if set, turns logY on when the medians span more than this
+	// factor, so that the lowest lines are not pressed flat.
+	logOver float64
 	// xAt, when set, puts the x ticks at these values (the connection
 	// counts measured) rather than at round numbers.
 	xAt    []float64
@@ -77,19 +77,19 @@ func (d *data) charts() []chart {
 			chart{
 				file: throughputFile(g), title: "Throughput, closed loop, " + g.String(),
 				xLabel: "connections", yLabel: "frames per second",
-				xTicks: count, yTicks: count, logX: true, xAt: x,
+				xTicks: count, yTicks: count, logX: true, xAt: x, logOver: closedLogOver,
 				series: d.closedSeries(g, framesPerS),
 			},
 			chart{
 				file: cpuFile(g), title: "Server CPU per frame, closed loop, " + g.String(),
 				xLabel: "connections", yLabel: "server CPU per frame (µs)",
-				xTicks: count, yTicks: plain, logX: true, xAt: x,
+				xTicks: count, yTicks: count, logX: true, xAt: x, logOver: closedLogOver,
 				series: d.closedSeries(g, cpuPerFrame),
 			},
 			chart{
 				file: ctxswFile(g), title: "Context switches per frame, closed loop, " + g.String(),
 				xLabel: "connections", yLabel: "context switches per frame",
-				xTicks: count, yTicks: plain, logX: true, xAt: x,
+				xTicks: count, yTicks: count, logX: true, xAt: x, logOver: closedLogOver,
 				series: d.closedSeries(g, ctxswPerFrame),
 			})
 	}
@@ -98,7 +98,7 @@ func (d *data) charts() []chart {
 		cs = append(cs, chart{
 			file: idleFile, title: "Memory per idle connection",
 			xLabel: "idle connections", yLabel: "server RSS per connection (" + strings.TrimSpace(st.suffix) + ")",
-			xTicks: count, yTicks: plain, logX: true, xAt: floats(n), spanLogY: true,
+			xTicks: count, yTicks: plain, logX: true, xAt: floats(n), logOver: 5,
 			series: ss,
 		})
 	}
@@ -286,9 +286,7 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 			err = fmt.Errorf("report: %s: %v", c.file, r)
 		}
 	}()
-	if c.spanLogY && c.span() > spanLog {
-		c.logY = true
-	}
+	c.logY = c.yLog()
 	p := plot.New()
 	p.Title.Text = c.title
 	p.Title.TextStyle.Font = sans(13)
@@ -297,7 +295,10 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 		a.Label.TextStyle.Font = sans(11)
 		a.Tick.Label.Font = sans(10)
 	}
-	p.X.Label.Text, p.Y.Label.Text = c.xLabel, c.yLabel
+	// The y label is drawn here rather than by gonum/plot, which places
+	// its glyph box, on a log axis, at the arithmetic mean of the axis's
+	// ends and shrinks the plot to fit that.
+	p.X.Label.Text = c.xLabel
 
 	var legend legend
 
@@ -363,7 +364,13 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 	under := draw.Crop(dc, legendMargin, -legendMargin, legendMargin, 0)
 	h := legend.height(under.Size().X)
 	legend.draw(under)
-	p.Draw(draw.Crop(dc, 0, -2*legendMargin, h+legendMargin, 0))
+	yLabel := draw.TextStyle{Color: color.Black, Font: sans(11), Handler: plot.DefaultTextHandler,
+		Rotation: math.Pi / 2, XAlign: draw.XCenter, YAlign: draw.YTop}
+	lw := yLabel.Height(c.yLabel) + vg.Points(6)
+	area := draw.Crop(dc, lw, -2*legendMargin, h+legendMargin, 0)
+	p.Draw(area)
+	data := p.DataCanvas(area)
+	dc.FillText(yLabel, vg.Point{X: dc.Min.X + vg.Points(2), Y: (data.Min.Y + data.Max.Y) / 2}, c.yLabel)
 	return nil
 }
 
@@ -474,9 +481,18 @@ func finite(vs ...float64) bool {
 	return true
 }
 
-// spanLog is the spread of values, largest ÷ smallest, past which a
-// spanLogY chart goes logarithmic.
-const spanLog = 5
+// closedLogOver is the spread, largest ÷ smallest median, past which a
+// closed-loop chart goes logarithmic: the Go servers stay within a few
+// times of each other on a linear axis, and a server that collapses (the
+// thread per client with thousands of busy threads moved tens of frames
+// a second where the others moved tens of thousands) does not press them
+// flat.
+const closedLogOver = 20
+
+// yLog reports whether c's y axis is logarithmic.
+func (c chart) yLog() bool {
+	return c.logY || c.logOver > 0 && c.span() > c.logOver
+}
 
 // span is the largest median ÷ the smallest, 0 when any is not positive.
 func (c chart) span() float64 {
@@ -544,10 +560,12 @@ func axis(a *plot.Axis, vs []float64, log, fromZero bool, u unit, at []float64) 
 	}
 }
 
-// logTicks labels 1, 2 and 5 of each decade in [min, max] (every integer
-// multiple if that leaves fewer than two labels) and marks the others.
+// logTicks labels 1, 2 and 5 of each decade in [min, max] (only the
+// powers of ten past three decades, every integer multiple if that leaves
+// fewer than two labels) and marks the others.
 func logTicks(min, max float64, u unit) []plot.Tick {
 	var ts []plot.Tick
+	wide := math.Log10(max/min) > 3
 	labels := func(all bool) {
 		ts = ts[:0]
 		for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
@@ -557,7 +575,7 @@ func logTicks(min, max float64, u unit) []plot.Tick {
 					continue
 				}
 				t := plot.Tick{Value: v}
-				if all || m == 1 || m == 2 || m == 5 {
+				if all || m == 1 || !wide && (m == 2 || m == 5) {
 					t.Label = tickLabel(u, v)
 				}
 				ts = append(ts, t)

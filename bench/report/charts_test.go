@@ -163,3 +163,29 @@ func TestChartTextFits(t *testing.T) {
 		}
 	}
 }
+
+// TestChartLogY checks when a chart's y axis goes logarithmic: the
+// closed-loop charts when a server collapses, as the thread per client
+// does with thousands of busy threads, and not for the spread of the Go
+// servers alone.
+func TestChartLogY(t *testing.T) {
+	logY := func(run *results.Run) map[string]bool {
+		m := map[string]bool{}
+		for _, c := range index(run).charts() {
+			m[c.file] = c.yLog()
+		}
+		return m
+	}
+	if got := logY(synthetic()); got[throughputFile(group{64, 1})] || got[cpuFile(group{64, 1})] {
+		t.Errorf("Go servers alone: log axes %v", got)
+	}
+	run := withTextbook(synthetic())
+	for i := range run.Cells {
+		if c := &run.Cells[i]; c.Server == "python-threads" && c.Conns == 100 && c.Size == 64 {
+			c.FramesPerS, c.CPUPerFrameUS = 60, 16000
+		}
+	}
+	if got := logY(run); !got[throughputFile(group{64, 1})] || !got[cpuFile(group{64, 1})] || got[throughputFile(group{4096, 16})] {
+		t.Errorf("a collapsed server at 64 B: log axes %v", got)
+	}
+}
