@@ -60,6 +60,15 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 		cell.Failed = "server: " + err.Error()
 		return cell
 	}
+	// A thread per client ends as the generator closes its connections,
+	// on the very line that ends the window, and takes its context
+	// switches with it: read the threads once more shortly before.
+	late := make(chan procSample, 1)
+	lateTimer := time.AfterFunc(max(h.opts.Profile.Duration-lateSample, 0), func() {
+		s, _ := sampleProc(srv.pid())
+		late <- s
+	})
+	defer lateTimer.Stop()
 	if _, err := gen.await(ctx, "measured", limit); err != nil {
 		cell.Failed = "load generator: " + err.Error()
 		return cell
@@ -68,6 +77,9 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 	if err != nil {
 		cell.Failed = "server: " + err.Error()
 		return cell
+	}
+	if !lateTimer.Stop() {
+		after.remember(<-late)
 	}
 	cell.Goroutines = srv.goroutines() // after the window: scraping costs CPU
 	select {
@@ -87,6 +99,10 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 	h.fill(&cell, &sum, between(before, after))
 	return cell
 }
+
+// lateSample is how long before the end of a load cell's window the
+// server's threads are read once more.
+const lateSample = 150 * time.Millisecond
 
 // markInterrupted replaces the reason a cell failed with
 // results.Interrupted when the run was stopped: whichever step noticed

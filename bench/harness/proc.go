@@ -123,6 +123,18 @@ func parseStatus(r io.Reader) (map[string]int64, error) {
 	return m, sc.Err()
 }
 
+// remember keeps, from an earlier sample, the threads that have exited
+// since, so that their context switches up to then still count, and the
+// more threads of the two.
+func (s *procSample) remember(earlier procSample) {
+	for tid, c := range earlier.tasks {
+		if _, ok := s.tasks[tid]; !ok && s.tasks != nil {
+			s.tasks[tid] = c
+		}
+	}
+	s.threads = max(s.threads, earlier.threads)
+}
+
 // usage is what a process did between two samples.
 type usage struct {
 	wall       time.Duration

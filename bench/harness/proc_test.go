@@ -135,6 +135,14 @@ func TestBetween(t *testing.T) {
 	if u := between(a, b); u.threads != 3 {
 		t.Errorf("threads %d, want the more of the two samples, 3", u.threads)
 	}
+
+	// Read shortly before the window's end, thread 10 had switched 30
+	// more times, and 14 (born after a) 7 times; both exited before b.
+	late := procSample{threads: 5, tasks: map[string]ctxsw{"10": {930, 90}, "11": {104, 11}, "14": {7, 0}}}
+	b.remember(late)
+	if u := between(a, b); u.vol != 10+30+7 || u.invol != 2 || u.threads != 5 {
+		t.Errorf("with a late sample: %d and %d context switches, %d threads; want 47, 2 and 5", u.vol, u.invol, u.threads)
+	}
 }
 
 // TestSampleProcSelf checks the live /proc against getrusage(RUSAGE_SELF),
