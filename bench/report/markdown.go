@@ -612,7 +612,7 @@ func (d *data) closedLoop(m *md) {
 				gs = append(gs, c.Goroutines)
 			}
 			return bytesU.format(cellSpread(cs, rss).Median) + " RSS<br>" +
-				num(cellSpread(cs, threads).Median) + " threads<br>" +
+				threadCount(cellSpread(cs, threads).Median) + "<br>" +
 				goroutineText(goroutines(gs)) + " goroutines"
 		}))
 	}
@@ -736,7 +736,7 @@ func (d *data) idleMemory(m *md) {
 				for _, c := range liveIdle(is) {
 					gs = append(gs, c.Goroutines)
 				}
-				return num(spread(idleByRep(is, idleThreads)).Median) + " threads<br>" + goroutineText(goroutines(gs)) + " goroutines"
+				return threadCount(spread(idleByRep(is, idleThreads)).Median) + "<br>" + goroutineText(goroutines(gs)) + " goroutines"
 			}))
 		}
 		rows = append(rows, row)

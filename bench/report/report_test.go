@@ -353,6 +353,7 @@ func TestTextbookSection(t *testing.T) {
 		"The shape decides what a waiting client costs: `python-select` 400 B per connection, 1 thread, with 10,000 open; `python-threads` 23.4 KiB per connection, 10,001 threads, with 10,000 open.",
 		"`python-select` spent 2.0× the CPU per frame of `eventloop-1` and moved 0.50× its frames per second; `python-threads` spent 3.0× the CPU per frame of `goroutine-1` and moved 0.20–0.25× its frames per second",
 		"one interpreter lock",
+		"At 100 connections (64 B, pipeline 1) its server switched context 2.0 times per frame, `goroutine-1` 0.14.",
 		// Rows and lines beside the Go servers.
 		"| connections | eventloop-1 | eventloop-2 | goroutine-1 | goroutine-2 | gnet-plain-1 (reference) | python-select | python-threads |",
 		"| python-select | 50%: 12.5k/s | 12.5k/s |",

@@ -116,7 +116,11 @@ func (d *data) textbookSection(m *md) {
 		bs = append(bs, b)
 	}
 	if slices.ContainsFunc(tb, func(s results.Server) bool { return s.Model == textbook.Threads }) {
-		bs = append(bs, "Python's threads take turns on one interpreter lock, so `python-threads` runs Python on one thread at a time however many CPUs it is given: the thread per client buys a Python server simple blocking code, not parallel work.")
+		b := "Python's threads take turns on one interpreter lock, so `python-threads` runs Python on one thread at a time however many CPUs it is given: the thread per client buys a Python server simple blocking code, not parallel work."
+		if sw := d.textbookSwitches(ps, g, closed); sw != "" {
+			b += " " + sw
+		}
+		bs = append(bs, b)
 	}
 	if slices.ContainsFunc(tb, func(s results.Server) bool { return s.Model == textbook.Select }) {
 		bs = append(bs, "The select loop pays in code instead: `send()` may take only part of what it is given, so `select_echo.py` keeps the rest and stops reading that client until it is written, where the thread per client has a blocking `sendall()` do it. The `selectors` documentation's own example leaves this out; an echo of a few megabytes in one write shows what that costs.")
@@ -287,13 +291,6 @@ func (d *data) textbookMemory(tb []results.Server, ps []pair) string {
 	return out
 }
 
-// threadCount writes a median thread count: "1 thread", "6,001 threads".
-func threadCount(v float64) string {
-	if v == 1 {
-		return "1 thread"
-	}
-	return num(v) + " threads"
-}
 
 // textbookCPU gives the range, over the connection counts of g, of the
 // median same-run ratios of each pair: what the interpreter costs per
@@ -324,6 +321,27 @@ func (d *data) textbookCPU(ps []pair, g group, closed bool) string {
 		return ""
 	}
 	return "Same shape, another language: " + strings.Join(parts, "; ") + " (closed loop, " + g.String() + ", the range of the medians over the connection counts)."
+}
+
+// textbookSwitches compares the thread per client's context switches per
+// frame with its Go kin's at the largest connection count of g where both
+// have figures: threads handing the interpreter lock to each other show
+// there.
+func (d *data) textbookSwitches(ps []pair, g group, closed bool) string {
+	i := slices.IndexFunc(ps, func(p pair) bool { return p.A.Model == textbook.Threads })
+	if !closed || i < 0 {
+		return ""
+	}
+	p, ns := ps[i], d.conns(g)
+	for j := len(ns) - 1; j >= 0; j-- {
+		k := closedKey{g, ns[j]}
+		a, b := cellSpread(d.closed[p.A.Name][k], ctxswPerFrame), cellSpread(d.closed[p.B.Name][k], ctxswPerFrame)
+		if a.N > 0 && b.N > 0 {
+			return fmt.Sprintf("At %s (%s) its server switched context %s times per frame, `%s` %s.",
+				connections(ns[j]), g, plain.format(a.Median), p.B.Name, plain.format(b.Median))
+		}
+	}
+	return ""
 }
 
 // ratioRange writes the range of some ratios: "2.0×", "0.35–0.50×".
