@@ -1,6 +1,7 @@
 // Package harness runs echobench's comparison matrix: every server
-// configuration as its own process built from this repository, pinned to
-// the server CPUs with taskset, loaded by echoload pinned to the other CPUs,
+// configuration as its own process, built from this repository (or, for
+// the textbook pair, a Python script of bench/textbook), pinned to the
+// server CPUs with taskset, loaded by echoload pinned to the other CPUs,
 // with the server's CPU time, memory, threads and context switches read
 // from /proc over exactly the generator's measured window. Every reply is
 // verified by the generator; a mismatch anywhere fails the run.

@@ -291,7 +291,6 @@ func (d *data) textbookMemory(tb []results.Server, ps []pair) string {
 	return out
 }
 
-
 // textbookCPU gives the range, over the connection counts of g, of the
 // median same-run ratios of each pair: what the interpreter costs per
 // frame against Go in the same shape.
