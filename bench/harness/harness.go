@@ -98,12 +98,13 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 			var note string
 			asked, note = dropTextbook(asked, err)
 			run.Notes = append(run.Notes, note)
+			fmt.Fprintln(h.progress, note)
 		} else {
 			run.Env.PythonVersion = h.python.Version
 		}
 	}
 	if len(asked.Servers) == 0 {
-		return nil, errors.New("harness: no server to run")
+		return nil, fmt.Errorf("harness: no server left to run: %s", strings.Join(run.Notes, "; "))
 	}
 	most := maxConns(run.Env.FDLimit)
 	p := asked.resolve(most)
