@@ -1,7 +1,9 @@
 // Command echobench measures echoloop's event loop against the
-// goroutine-per-connection server, and both against gnet's minimal echo
-// loop, side by side: each server its own process pinned to its CPUs, the
-// load generator pinned to the others, every reply verified. It writes a
+// goroutine-per-connection server, both against gnet's minimal echo loop,
+// and all against the Python textbook pair (a select loop and a thread per
+// client, left out when there is no python3), side by side: each server its
+// own process pinned to its CPUs, the load generator pinned to the others,
+// every reply verified. It writes a
 // results folder: raw.json (every measurement), REPORT.md and charts.
 //
 //	go run ./cmd/echobench -profile quick          # a smoke test, under a minute

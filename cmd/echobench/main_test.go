@@ -21,7 +21,7 @@ func TestBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"-profile", "huge"}, `-profile "huge": want one of full, levers, quick`},
-		{[]string{"-servers", "nope"}, `-servers: profile quick has no server "nope" (it has eventloop-1, goroutine-1, gnet-plain-1)`},
+		{[]string{"-servers", "nope"}, `-servers: profile quick has no server "nope" (it has eventloop-1, goroutine-1, gnet-plain-1, python-select, python-threads)`},
 		{[]string{"-reps", "-1"}, "-reps -1 is negative"},
 		{[]string{"-server-cpus", "1", "-load-cpus", "1"}, "must name different CPUs"},
 		{[]string{"-bogus"}, "flag provided but not defined: -bogus"},
