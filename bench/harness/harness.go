@@ -97,7 +97,7 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 			var note string
 			asked, note = dropTextbook(asked, err)
 			run.Notes = append(run.Notes, note)
-			fmt.Fprintln(h.progress, note)
+			h.progress.Note(note)
 		} else {
 			run.Env.PythonVersion = h.python.Version
 		}
