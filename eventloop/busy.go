@@ -2,10 +2,13 @@ package eventloop
 
 import (
 	"cmp"
+	"context"
 	"math/bits"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
 	"echoloop/eventloop/session"
@@ -34,6 +37,7 @@ type connExt struct {
 	idx        int   // index in loopState.busy
 
 	pending   int   // gnet's pending output at the last check
+	header    bool  // awaiting a PROXY header, collected in `in`; see proxy.go
 	paused    bool  // over MaxPending: frames are not served until output drains to half
 	evicted   bool  // closed for the memory budget: its pending output is dropped
 	lingering bool  // closing gracefully: see loopState.linger
@@ -67,7 +71,7 @@ func (l *loopState) release(c *conn, force bool) {
 	if e == nil {
 		return
 	}
-	if !force && (len(e.in) > 0 || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
+	if !force && (len(e.in) > 0 || e.header || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
 		return
 	}
 	if !force {
@@ -151,31 +155,41 @@ func (l *loopState) settle(c, cur *conn) (evicted bool) {
 	return evicted
 }
 
-// evict closes the connections on this loop that hold the most, with reason
-// MemoryLimit, until the server is a tenth under its memory budget
-// (redis's maxmemory-clients: the biggest clients pay; the margin keeps one
-// eviction from following another at every read). It sorts the busy list
-// by size: O(busy log busy), only when over budget. cur, the connection
-// whose callback is running, is marked rather than closed; evict reports
-// whether it was.
+// evict closes the connections that hold the most, with reason
+// MemoryLimit, until the server is a tenth under its memory budget (redis's
+// maxmemory-clients: the biggest clients pay; the margin keeps one eviction
+// from following another at every read). With one loop it does so at once,
+// among this loop's connections: all of them. With several it starts a
+// round across the loops (evictAcross) and returns; the loops close their
+// share within a few turns. cur, the connection whose callback is running,
+// is marked rather than closed; evict reports whether it was.
 func (l *loopState) evict(cur *conn) (evictedCur bool) {
 	s := l.srv
+	if s.opts.Loops > 1 {
+		s.evictAcross()
+		return false
+	}
+	return l.evictFrom(0, cur)
+}
+
+// evictFrom closes this loop's connections holding at least least bytes,
+// the biggest first, while the server is over a tenth under its budget. It
+// sorts the busy list by size: O(busy log busy), only when over budget.
+// cur is as for evict.
+func (l *loopState) evictFrom(least int64, cur *conn) (evictedCur bool) {
+	s := l.srv
 	budget := s.opts.MemoryBudget()
-	over := s.counters.Memory() - (budget - budget/10)
+	target := budget - budget/10
+	over := s.counters.Memory() - target
 	if over <= 0 {
 		return false
 	}
-	victims := slices.Clone(l.busy)
-	slices.SortFunc(victims, func(a, b *conn) int { return cmp.Compare(b.ext.held, a.ext.held) })
-	for _, c := range victims {
-		if over <= 0 {
+	for _, c := range l.biggest(over) {
+		if over <= 0 || c.ext == nil || c.ext.held < least {
 			break
 		}
-		if c.ext == nil || c.ext.held == 0 {
-			continue
-		}
 		over -= c.ext.held
-		s.rejectLog.Warn().Uint64("conn", c.ID()).Stringer("remote", c.gc.RemoteAddr()).
+		s.rejectLog.Warn().Uint64("conn", c.ID()).Stringer("remote", c.RemoteAddr()).
 			Int64("held", c.ext.held).Int64("max_memory", budget).
 			Msg("connection closed: over the memory budget")
 		c.CloseFor(session.MemoryLimit, nil) // no-op for one already closing
@@ -187,6 +201,93 @@ func (l *loopState) evict(cur *conn) (evictedCur bool) {
 		_ = l.el.Close(c.gc)
 	}
 	return evictedCur
+}
+
+// biggest returns this loop's connections that hold memory, the biggest
+// first, as many as it takes to add up to want bytes (or all of them).
+func (l *loopState) biggest(want int64) []*conn {
+	cs := make([]*conn, 0, len(l.busy))
+	for _, c := range l.busy {
+		if c.ext.held > 0 {
+			cs = append(cs, c)
+		}
+	}
+	slices.SortFunc(cs, func(a, b *conn) int { return cmp.Compare(b.ext.held, a.ext.held) })
+	for i, c := range cs {
+		if want -= c.ext.held; want <= 0 {
+			return cs[:i+1]
+		}
+	}
+	return cs
+}
+
+// evictAcross runs one eviction round over every loop, so that with several
+// loops it is still the server's biggest holders that go, wherever they
+// are, not the biggest on whichever loop noticed: each loop lists its
+// biggest holders, enough to cover the excess; the round finds the size
+// from which the server's biggest holders cover it; and each loop closes
+// its holders of at least that size, biggest first, while the server is
+// still over. It runs on a goroutine of its own, since a loop must not wait
+// for another, and one round runs at a time.
+func (s *Server) evictAcross() {
+	if !s.evicting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.evicting.Store(false)
+		budget := s.opts.MemoryBudget()
+		over := s.counters.Memory() - (budget - budget/10)
+		if over <= 0 {
+			return
+		}
+		var mu sync.Mutex
+		var sizes []int64
+		if !s.onEveryLoop(func(l *loopState) {
+			cs := l.biggest(over)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range cs {
+				sizes = append(sizes, c.ext.held)
+			}
+		}) {
+			return
+		}
+		slices.SortFunc(sizes, func(a, b int64) int { return cmp.Compare(b, a) })
+		least, sum := int64(0), int64(0)
+		for _, n := range sizes {
+			least, sum = n, sum+n
+			if sum >= over {
+				break
+			}
+		}
+		s.onEveryLoop(func(l *loopState) { l.evictFrom(least, nil) })
+	}()
+}
+
+// onEveryLoop runs fn on every loop and waits until each has, or the server
+// has stopped; it reports whether all ran.
+func (s *Server) onEveryLoop(fn func(l *loopState)) bool {
+	loops := s.loopStates()
+	ran := make(chan struct{}, len(loops))
+	queued := 0
+	for _, l := range loops {
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			fn(l)
+			ran <- struct{}{}
+			return nil
+		}))
+		if err == nil {
+			queued++
+		}
+	}
+	for range queued {
+		select {
+		case <-ran:
+		case <-s.done:
+			return false
+		}
+	}
+	return queued == len(loops)
 }
 
 // stash appends in to c's input buffer, growing it geometrically from what
@@ -305,6 +406,11 @@ func (l *loopState) checkBusy() {
 		case e.paused && pending <= opts.MaxPending/2:
 			l.unpause(c)
 			_ = c.gc.Wake(nil) // serve what was kept meanwhile
+		case e.header:
+			if l.headerTimedOut(c, now) {
+				l.closeHeader(c)
+				continue
+			}
 		case !e.paused && e.frameStart != 0 && opts.FrameTimeoutOn() &&
 			time.Duration(now-e.frameStart) >= opts.FrameTimeout:
 			l.closeFor(c, session.SlowFrame)

@@ -33,8 +33,9 @@ type conn struct {
 
 var _ handlers.Conn = (*conn)(nil)
 
-// RemoteAddr implements handlers.Conn.
-func (c *conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
+// RemoteAddr implements handlers.Conn: the client's address, from the PROXY
+// header when the protocol is on (see proxy.go).
+func (c *conn) RemoteAddr() net.Addr { return c.loop.remoteAddr(c) }
 
 // Async implements handlers.Conn. asyncConn is a single pointer, so this
 // does not allocate.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
 )
 
@@ -62,6 +63,12 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	l := c.loop
+	if s.opts.Proxy.Mode != proxyproto.Off {
+		if !l.openProxied(c) {
+			return nil, gnet.Close
+		}
+		return nil, gnet.None
+	}
 	c.Open(c, &l.out)
 	if c.Refused(&s.rejectLog, c.RemoteAddr()) {
 		return nil, gnet.Close
@@ -139,6 +146,8 @@ func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) 
 		return gnet.None, false
 	case c.Closing() != session.Open:
 		return gnet.Close, false
+	case e != nil && e.header:
+		return l.header(c, in)
 	case e != nil && e.paused:
 		if c.gc.OutboundBuffered() > s.opts.MaxPending/2 {
 			// The peer is still not reading its replies. gnet cannot stop
@@ -192,7 +201,9 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.CloseFor(session.ServerStopping, errEngineStopped)
 	}
 	partial := 0
-	if e := c.ext; e != nil && !e.lingering {
+	if e := c.ext; e != nil && e.header {
+		l.closedInHeader(c, err)
+	} else if e != nil && !e.lingering {
 		partial = len(e.in)
 		if c.Closing() == session.Open && session.ReasonFor(err) == session.PeerClosed && partial >= c.Need() {
 			// The peer half-closed with complete frames kept unserved while
@@ -221,6 +232,9 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		l.release(c, true)
 	}
 	c.Closed(c, c.RemoteAddr(), err, partial)
+	if l != nil && l.proxied != nil {
+		delete(l.proxied, c)
+	}
 	return gnet.None
 }
 

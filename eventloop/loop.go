@@ -2,6 +2,7 @@ package eventloop
 
 import (
 	"context"
+	"net"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -29,6 +30,8 @@ type loopState struct {
 	written   []*conn     // conns written to since the last sweep, with a write timeout
 	watched   []sendWatch // idle conns whose replies wait in the kernel; see watchWrites
 	tcpInfo   tcpInfo     // scratch for sendQueue
+
+	proxied map[*conn]net.Addr // client addresses from PROXY headers; nil when the protocol is off
 
 	// copied counts the bytes copied into connections' input buffers: what
 	// a partial frame costs beyond reading it. Tests check that it stays
@@ -194,6 +197,9 @@ func (l *loopState) drain(force bool) {
 
 func (l *loopState) drained(c *conn) bool {
 	if e := c.ext; e != nil {
+		if e.header {
+			return true // never opened: nothing to answer
+		}
 		if e.paused || e.lingering || len(e.in) > 0 && len(e.in) >= c.Need() {
 			return false // paused, already closing, or a complete frame is waiting
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/rs/zerolog"
 
+	"echoloop/eventloop/internal/gnetlog"
 	"echoloop/eventloop/session"
 )
 
@@ -55,6 +56,7 @@ type Server struct {
 	forcing  atomic.Bool       // sweeps close every connection
 	reclaim  session.Reclaimer // gives memory back after bursts; see OnTick
 	fast     atomic.Int32      // connections paused or lingering: sweep at fastTick
+	evicting atomic.Bool       // an eviction round across the loops runs; see evictAcross
 	ready    chan struct{}     // closed once the listener is bound, or on failure
 	done     chan struct{}     // closed when ListenAndServe returns
 
@@ -156,9 +158,7 @@ func (s *Server) ListenAndServe() error {
 	}
 	defer removeSocket()
 	h := &handler{srv: s, ln: ln, removeSocket: removeSocket}
-	glog := s.opts.Logger.With().Str("component", "gnet").Logger()
-	addGnetLog(&glog)
-	defer removeGnetLog(&glog)
+	defer gnetlog.Attach(s.opts.Logger)()
 	// Connections come from the acceptor (see accept.go), accepted by
 	// package net, which sets TCP_NODELAY and keep-alive on each as it
 	// does for the goroutine model.
@@ -169,7 +169,7 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithLockOSThread(s.opts.LockOSThread),
 		gnet.WithEdgeTriggeredIO(s.opts.EdgeTriggered),
 		gnet.WithTicker(true),
-		gnet.WithLogger(gnetLogger{}),
+		gnet.WithLogger(gnetlog.Logger{}),
 	)
 	if s.acceptor != nil {
 		s.acceptor.engineStopped()

@@ -25,8 +25,9 @@ const sources = "8"
 // moments echoload opens and closes its measured window (its "measuring"
 // and "measured" log lines), so connection set-up and warm-up stay out of
 // the server's figures as they do out of the generator's.
-func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results.Cell) results.Cell {
-	srv, err := startServer(ctx, h.bins.echoloop, h.opts.ServerCPUs, spec)
+func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results.Cell) (measured results.Cell) {
+	defer func() { markInterrupted(ctx, &measured.Failed) }()
+	srv, err := h.startServer(ctx, spec)
 	if err != nil {
 		cell.Failed = err.Error()
 		return cell
@@ -59,6 +60,15 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 		cell.Failed = "server: " + err.Error()
 		return cell
 	}
+	// A thread per client ends as the generator closes its connections,
+	// on the very line that ends the window, and takes its context
+	// switches with it: read the threads once more shortly before.
+	late := make(chan procSample, 1)
+	lateTimer := time.AfterFunc(max(h.opts.Profile.Duration-lateSample, 0), func() {
+		s, _ := sampleProc(srv.pid())
+		late <- s
+	})
+	defer lateTimer.Stop()
 	if _, err := gen.await(ctx, "measured", limit); err != nil {
 		cell.Failed = "load generator: " + err.Error()
 		return cell
@@ -68,11 +78,14 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 		cell.Failed = "server: " + err.Error()
 		return cell
 	}
+	if !lateTimer.Stop() {
+		after.remember(<-late)
+	}
 	cell.Goroutines = srv.goroutines() // after the window: scraping costs CPU
 	select {
 	case <-gen.exited:
 	case <-ctx.Done():
-		cell.Failed = ErrInterrupted.Error()
+		cell.Failed = results.Interrupted
 		return cell
 	case <-time.After(limit):
 		cell.Failed = "load generator did not finish: " + gen.tail.String()
@@ -87,6 +100,20 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 	return cell
 }
 
+// lateSample is how long before the end of a load cell's window the
+// server's threads are read once more.
+const lateSample = 150 * time.Millisecond
+
+// markInterrupted replaces the reason a cell failed with
+// results.Interrupted when the run was stopped: whichever step noticed
+// first ("load generator: context canceled"), the cause was the stop, not
+// the server.
+func markInterrupted(ctx context.Context, failed *string) {
+	if *failed != "" && ctx.Err() != nil {
+		*failed = results.Interrupted
+	}
+}
+
 // fill copies the generator's summary and the server's usage into cell.
 func (h *harness) fill(cell *results.Cell, sum *load.Summary, u usage) {
 	cell.FramesPerS, cell.MBPerS = sum.FramesPerS, sum.MBPerS
@@ -95,11 +122,14 @@ func (h *harness) fill(cell *results.Cell, sum *load.Summary, u usage) {
 	cell.ConnsEstablished = sum.ConnsEstablished
 	cell.FramesVerified = sum.FramesVerified
 	cell.Mismatches = sum.Mismatches
-	if len(sum.Errors) > 0 {
+	if len(sum.Errors) > 0 || sum.ConnsDrained > 0 {
 		cell.Errors = make(map[string]uint64)
 		for _, e := range sum.Errors {
 			cell.Errors[string(e.Kind)] += e.Count
 		}
+	}
+	if sum.ConnsDrained > 0 { // not the generator's failure, but the cell did not run as asked
+		cell.Errors["drained"] = uint64(sum.ConnsDrained)
 	}
 	cell.LoadCPU = sum.CPU.Utilization
 	cell.ServerCPU = u.cores
@@ -132,9 +162,10 @@ func bottleneck(server float64, serverCores int, gen float64, genCores int) stri
 // runIdle measures one idle-memory cell against a fresh server: its RSS
 // before any connection, then while the generator holds conns connections
 // after one verified round trip on each.
-func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep int) results.Idle {
+func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep int) (measured results.Idle) {
+	defer func() { markInterrupted(ctx, &measured.Failed) }()
 	cell := results.Idle{Server: spec.Name, Conns: conns, Rep: rep, Goroutines: -1}
-	srv, err := startServer(ctx, h.bins.echoloop, h.opts.ServerCPUs, spec)
+	srv, err := h.startServer(ctx, spec)
 	if err != nil {
 		cell.Failed = err.Error()
 		return cell
@@ -159,10 +190,13 @@ func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep i
 		return cell
 	}
 	defer gen.stop(5 * time.Second)
-	if _, err := gen.await(ctx, "holding", 2*time.Minute); err != nil {
+	rec, err := gen.await(ctx, "holding", 2*time.Minute)
+	if err != nil {
 		cell.Failed = "load generator: " + err.Error()
 		return cell
 	}
+	open, _ := rec["conns"].(float64)
+	cell.Open = int(open)
 	time.Sleep(settle)
 	held, err := sampleProc(srv.pid())
 	if err != nil {
@@ -174,7 +208,7 @@ func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep i
 	select {
 	case <-gen.exited:
 	case <-ctx.Done():
-		cell.Failed = ErrInterrupted.Error()
+		cell.Failed = results.Interrupted
 		return cell
 	}
 	var sum load.Summary
@@ -182,9 +216,17 @@ func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep i
 		cell.Failed = fmt.Sprintf("load generator summary: %v (stderr: %s)", err, gen.tail)
 		return cell
 	}
+	// The memory is that of the connections open when it was read: a
+	// server too slow for the last round trip still held them all then.
 	cell.Held = sum.ConnsHeld
-	if cell.Held > 0 {
-		cell.BytesPerConn = float64(cell.HeldRSS-cell.BaselineRSS) / float64(cell.Held)
+	for _, e := range sum.Errors {
+		if cell.Errors == nil {
+			cell.Errors = make(map[string]uint64)
+		}
+		cell.Errors[string(e.Kind)] += e.Count
+	}
+	if cell.Open > 0 {
+		cell.BytesPerConn = float64(cell.HeldRSS-cell.BaselineRSS) / float64(cell.Open)
 	}
 	return cell
 }

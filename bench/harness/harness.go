@@ -1,6 +1,7 @@
 // Package harness runs echobench's comparison matrix: every server
-// configuration as its own process built from this repository, pinned to
-// the server CPUs with taskset, loaded by echoload pinned to the other CPUs,
+// configuration as its own process, built from this repository (or, for
+// the textbook pair, a Python script of bench/textbook), pinned to the
+// server CPUs with taskset, loaded by echoload pinned to the other CPUs,
 // with the server's CPU time, memory, threads and context switches read
 // from /proc over exactly the generator's measured window. Every reply is
 // verified by the generator; a mismatch anywhere fails the run.
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"echoloop/bench/results"
+	"echoloop/bench/textbook"
 )
 
 // ErrMismatch means the generator saw replies that were not what was sent.
@@ -39,16 +41,16 @@ type Options struct {
 	ServerCPUs string // taskset CPU list for servers, e.g. "0"
 	LoadCPUs   string // taskset CPU list for the generator, e.g. "1"
 	Label      string
-	Command    string    // the command line, recorded for reproduction
-	Progress   io.Writer // one line per cell; nil discards
+	Command    string   // the command line, recorded for reproduction
+	Progress   Progress // told of each step and cell; nil: nobody is
 }
 
 type harness struct {
 	opts                   Options
 	bins                   binaries
+	python                 textbook.Python // runs the textbook servers, if the run has any
 	serverCores, loadCores int
-	progress               io.Writer
-	done, total            int
+	progress               Progress
 	gomaxprocs             map[string]int // by server name, as the servers logged it
 	baseTCPMem             int64          // kernel TCP pages in use when the run began
 	unsettled              int            // cells started before the kernel settled
@@ -63,7 +65,7 @@ type binaries struct{ echoloop, echoload string }
 func Run(ctx context.Context, opts Options) (*results.Run, error) {
 	h := &harness{opts: opts, progress: opts.Progress, gomaxprocs: map[string]int{}}
 	if h.progress == nil {
-		h.progress = io.Discard
+		h.progress = Lines(io.Discard)
 	}
 	var err error
 	if h.serverCores, err = countCPUs(opts.ServerCPUs); err != nil {
@@ -80,7 +82,7 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(h.progress, "building echoloop and echoload from %s\n", opts.Root)
+	h.progress.Note("building echoloop and echoload from " + opts.Root)
 	if h.bins, err = build(ctx, opts.Root, dir); err != nil {
 		return nil, err
 	}
@@ -89,18 +91,28 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 		Schema: results.Schema, Label: opts.Label, Profile: opts.Profile.Name, Command: opts.Command,
 		Started: time.Now().UTC(), Env: environment(opts),
 	}
-	most := maxConns(run.Env.FDLimit)
-	if most < 19000 {
-		run.Notes = append(run.Notes, fmt.Sprintf("the fd limit of %d allows %d connections per process at most: the largest cells use %d", run.Env.FDLimit, most, most))
-	} else {
-		run.Notes = append(run.Notes, fmt.Sprintf("the fd limit is %d per process: the largest cells use %d connections, leaving room for each process's own descriptors", run.Env.FDLimit, most))
+	asked := opts.Profile
+	if slices.ContainsFunc(asked.Servers, isTextbook) {
+		if h.python, err = textbook.FindPython(ctx); err != nil {
+			var note string
+			asked, note = dropTextbook(asked, err)
+			run.Notes = append(run.Notes, note)
+			h.progress.Note(note)
+		} else {
+			run.Env.PythonVersion = h.python.Version
+		}
 	}
-	p := opts.Profile.resolve(most)
+	if len(asked.Servers) == 0 {
+		return nil, fmt.Errorf("harness: no server left to run: %s", strings.Join(run.Notes, "; "))
+	}
+	most := maxConns(run.Env.FDLimit)
+	p := asked.resolve(most)
+	run.Notes = append(run.Notes, fdNote(run.Env.FDLimit, most, asked, p))
 	run.Servers = p.Servers
-	h.total = p.cells()
 	if st, err := readTCPState(); err == nil {
 		h.baseTCPMem = st.mem
 	}
+	h.progress.Start(p.cells())
 
 	err = h.measure(ctx, p, run)
 	run.Finished = time.Now().UTC()
@@ -172,7 +184,7 @@ func (h *harness) measure(ctx context.Context, p Profile, run *results.Run) erro
 				cell := h.runIdle(ctx, spec, conns, rep)
 				run.Idle = append(run.Idle, cell)
 				h.report(cell.Server, "idle conns="+strconv.Itoa(conns), rep, cell.Failed,
-					fmt.Sprintf("%d held, %.0f bytes/conn", cell.Held, cell.BytesPerConn))
+					fmt.Sprintf("%d open, %d through the last round trip, %.0f bytes/conn", cell.Open, cell.Held, cell.BytesPerConn))
 			}
 		}
 	}
@@ -195,11 +207,10 @@ func (h *harness) ready(ctx context.Context) error {
 }
 
 func (h *harness) report(server, what string, rep int, failed, line string) {
-	h.done++
 	if failed != "" {
 		line = "FAILED: " + failed
 	}
-	fmt.Fprintf(h.progress, "[%d/%d] rep %d %-14s %-40s %s\n", h.done, h.total, rep, server, what, line)
+	h.progress.Cell(fmt.Sprintf("rep %d %-14s %-40s %s", rep, server, what, line))
 }
 
 func cellLine(c results.Cell) string {
@@ -209,6 +220,37 @@ func cellLine(c results.Cell) string {
 		s += fmt.Sprintf(", %d MISMATCHES", c.Mismatches)
 	}
 	return s
+}
+
+// fdNote says what the descriptor limit allowed one process and what the
+// profile, asked before the limit was applied and resolved after, used of
+// it.
+func fdNote(limit uint64, most int, asked, resolved Profile) string {
+	note := fmt.Sprintf("the fd limit is %d per process, room for %d connections with a thousand descriptors to spare; the largest cells of this profile use %d", limit, most, resolved.largest())
+	counts := asked.counts()
+	if slices.Contains(counts, MaxConns) {
+		note += ", as many as the limit allows"
+	}
+	if slices.ContainsFunc(counts, func(c int) bool { return c > most }) {
+		note += fmt.Sprintf("; cells that asked for more ran with %d", most)
+	}
+	return note
+}
+
+func isTextbook(s results.Server) bool { return textbook.IsModel(s.Model) }
+
+// dropTextbook takes the textbook servers out of p, for why, and returns
+// the note that says so.
+func dropTextbook(p Profile, why error) (Profile, string) {
+	var dropped []string
+	p.Servers = slices.DeleteFunc(slices.Clone(p.Servers), func(s results.Server) bool {
+		if isTextbook(s) {
+			dropped = append(dropped, s.Name)
+			return true
+		}
+		return false
+	})
+	return p, fmt.Sprintf("the textbook servers (%s) were left out of this run: %v", strings.Join(dropped, ", "), why)
 }
 
 // maxConns is the "maximum" cell for a descriptor limit: what one process

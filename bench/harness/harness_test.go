@@ -1,15 +1,19 @@
 package harness
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"echoloop/bench/results"
+	"echoloop/bench/textbook"
 )
 
 func TestCountCPUs(t *testing.T) {
@@ -49,6 +53,55 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
+// TestFDNote checks that the note on the fd limit speaks of the cells the
+// profile ran, not of the largest any profile could.
+func TestFDNote(t *testing.T) {
+	quick, full := Profiles(2)["quick"], Profiles(2)["full"]
+	tests := []struct {
+		name  string
+		limit uint64
+		p     Profile
+		want  string
+	}{
+		{"quick", 20000, quick, "the fd limit is 20000 per process, room for 19000 connections with a thousand descriptors to spare; the largest cells of this profile use 200"},
+		{"full", 20000, full, "the largest cells of this profile use 19000, as many as the limit allows"},
+		{"full, low limit", 4096, full, "room for 3000 connections with a thousand descriptors to spare; the largest cells of this profile use 3000, as many as the limit allows; cells that asked for more ran with 3000"},
+	}
+	for _, tt := range tests {
+		most := maxConns(tt.limit)
+		got := fdNote(tt.limit, most, tt.p, tt.p.resolve(most))
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("%s: %q, want it to contain %q", tt.name, got, tt.want)
+		}
+		if tt.name == "quick" && strings.Contains(got, "as many") {
+			t.Errorf("quick: %q speaks of the limit's maximum", got)
+		}
+	}
+}
+
+func TestDropTextbook(t *testing.T) {
+	p, note := dropTextbook(Profiles(2)["quick"], textbook.ErrNoPython)
+	if got := strings.Join(names(p.Servers), ","); got != "eventloop-1,goroutine-1,gnet-plain-1" {
+		t.Errorf("servers left: %s", got)
+	}
+	for _, want := range []string{"python-select, python-threads", "left out", "no python3"} {
+		if !strings.Contains(note, want) {
+			t.Errorf("note %q lacks %q", note, want)
+		}
+	}
+	if len(Profiles(2)["quick"].Servers) != 5 {
+		t.Error("dropTextbook changed the profile it was given")
+	}
+}
+
+func names(ss []results.Server) []string {
+	var ns []string
+	for _, s := range ss {
+		ns = append(ns, s.Name)
+	}
+	return ns
+}
+
 func TestProfilesResolve(t *testing.T) {
 	p := Profiles(2)["full"].resolve(19000)
 	last := p.Closed[4]
@@ -61,8 +114,9 @@ func TestProfilesResolve(t *testing.T) {
 }
 
 // TestTinyRun runs a tiny matrix end to end: real server processes, the
-// real generator, /proc sampling, pinning. It is the CI smoke test of the
-// harness; the report has its own tests.
+// real generator, /proc sampling, pinning, and the textbook servers when
+// there is a python3. It is the CI smoke test of the harness; the report
+// has its own tests.
 func TestTinyRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
@@ -76,10 +130,10 @@ func TestTinyRun(t *testing.T) {
 	root, _ := filepath.Abs("../..")
 	p := Profile{
 		Name: "tiny",
-		Servers: []results.Server{
+		Servers: append([]results.Server{
 			{Name: "eventloop-1", Model: "eventloop", Loops: 1},
 			{Name: "goroutine-1", Model: "goroutine", GOMAXPROCS: 1},
-		},
+		}, textbookServers...),
 		Closed: []Shape{{20, 64, 1}},
 		Open:   Shape{20, 64, 1}, Rates: []float64{0.5},
 		Idle: []int{100}, Reps: 1,
@@ -88,13 +142,21 @@ func TestTinyRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var progress strings.Builder
-	run, err := Run(ctx, Options{Profile: p, Root: root, ServerCPUs: "0", LoadCPUs: "1", Label: "tiny", Progress: &progress})
+	run, err := Run(ctx, Options{Profile: p, Root: root, ServerCPUs: "0", LoadCPUs: "1", Label: "tiny", Progress: Lines(&progress)})
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
 	}
 	t.Log("\n" + progress.String())
-	if len(run.Cells) != 4 || len(run.Idle) != 2 {
-		t.Fatalf("%d load cells and %d idle cells, want 4 and 2", len(run.Cells), len(run.Idle))
+	servers := len(run.Servers)
+	if _, err := textbook.FindPython(ctx); err == nil {
+		if servers != 4 || run.Env.PythonVersion == "" {
+			t.Errorf("%d servers, Python %q: the textbook servers did not run", servers, run.Env.PythonVersion)
+		}
+	} else if servers != 2 || !strings.Contains(strings.Join(run.Notes, " "), "left out") {
+		t.Errorf("without python3: %d servers, notes %q", servers, run.Notes)
+	}
+	if len(run.Cells) != 2*servers || len(run.Idle) != servers {
+		t.Fatalf("%d load cells and %d idle cells, want %d and %d", len(run.Cells), len(run.Idle), 2*servers, servers)
 	}
 	for _, c := range run.Cells {
 		if c.Failed != "" {
@@ -104,8 +166,11 @@ func TestTinyRun(t *testing.T) {
 		// CPU figures may be 0: /proc counts whole 10ms ticks, and a server
 		// sharing its core with a busy machine can use less than one in a
 		// 400ms cell. TestSampleProcSelf checks the sampling itself.
+		// The textbook servers report no goroutines.
+		python := strings.HasPrefix(c.Server, "python-")
 		if c.FramesPerS <= 0 || c.ServerCPU < 0 || c.CPUPerFrameUS < 0 || c.RSS <= 0 || c.Threads <= 0 ||
-			c.Goroutines <= 0 || c.Mismatches != 0 || c.Bottleneck == "" || c.ConnsEstablished != 20 {
+			(c.Goroutines <= 0) != python || c.Mismatches != 0 || c.Bottleneck == "" || c.ConnsEstablished != 20 ||
+			c.VolCtxSwPerS < 0 || c.InvolCtxSwPerS < 0 {
 			t.Errorf("implausible cell %+v", c)
 		}
 		if c.Kind == results.Open && (c.RateOffered <= 0 || c.RateFraction != 0.5) {
@@ -113,11 +178,61 @@ func TestTinyRun(t *testing.T) {
 		}
 	}
 	for _, c := range run.Idle {
-		if c.Failed != "" || c.Held != 100 || c.HeldRSS <= 0 || c.BaselineRSS <= 0 {
+		// The thread per client holds a thread for each connection.
+		if c.Failed != "" || c.Open != 100 || c.Held != 100 || c.HeldRSS <= 0 || c.BaselineRSS <= 0 || c.Server == "python-threads" && c.Threads <= 100 {
 			t.Errorf("implausible idle cell %+v", c)
 		}
 	}
 	if run.Env.Cores == 0 || run.Env.Kernel == "" || run.Env.FDLimit == 0 || run.Env.Commit == "" {
 		t.Errorf("environment incomplete: %+v", run.Env)
 	}
+}
+
+// TestInterruptedCell stops a cell as it starts: whichever step notices
+// the stop, the cell says it was interrupted ("load generator: context
+// canceled" told the reader nothing of the sort), and no process is left.
+func TestInterruptedCell(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("no taskset on this machine")
+	}
+	py, err := textbook.FindPython(context.Background())
+	if err != nil {
+		t.Skip(err) // a textbook server needs nothing built
+	}
+	root, _ := filepath.Abs("../..")
+	h := &harness{opts: Options{Root: root, ServerCPUs: "0", LoadCPUs: "0"}, python: py, gomaxprocs: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cell := h.runLoad(ctx, textbookServers[0], results.Cell{Server: textbookServers[0].Name, Kind: results.Closed, Conns: 1})
+	if cell.Failed != results.Interrupted {
+		t.Errorf("load cell failed with %q, want %q", cell.Failed, results.Interrupted)
+	}
+	idle := h.runIdle(ctx, textbookServers[0], 1, 1)
+	if idle.Failed != results.Interrupted {
+		t.Errorf("idle cell failed with %q, want %q", idle.Failed, results.Interrupted)
+	}
+	if kids := children(); len(kids) > 0 {
+		t.Errorf("processes left running: %v", kids)
+	}
+}
+
+// children lists the live processes whose parent is this one.
+func children() []string {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var kids []string
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
+			kids = append(kids, string(b[:i+1]))
+		}
+	}
+	return kids
 }

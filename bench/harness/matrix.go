@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"echoloop/bench/results"
+	"echoloop/bench/textbook"
 )
 
 // Shape is one closed-loop load: connections, payload bytes, frames in flight.
@@ -31,8 +32,17 @@ type Profile struct {
 // replaces it with the real number.
 const MaxConns = -1
 
+// The textbook pair, beside the Go servers of the same shapes: a select
+// loop is one loop, and Python's threads take turns on one interpreter lock
+// however many CPUs they are given.
+var textbookServers = []results.Server{
+	{Name: "python-select", Model: textbook.Select, Loops: 1},
+	{Name: "python-threads", Model: textbook.Threads},
+}
+
 // servers of a profile: the event loop and the goroutine model with one and
-// (when n > 1) with n threads of work, and the plain gnet loop as the floor.
+// (when n > 1) with n threads of work, the plain gnet loop as the floor,
+// and the textbook pair.
 func servers(n int) []results.Server {
 	ss := []results.Server{{Name: "eventloop-1", Model: "eventloop", Loops: 1}}
 	if n > 1 {
@@ -42,7 +52,8 @@ func servers(n int) []results.Server {
 	if n > 1 {
 		ss = append(ss, results.Server{Name: fmt.Sprintf("goroutine-%d", n), Model: "goroutine", GOMAXPROCS: n})
 	}
-	return append(ss, results.Server{Name: "gnet-plain-1", Model: "gnet-plain", Loops: 1, Reference: true})
+	ss = append(ss, results.Server{Name: "gnet-plain-1", Model: "gnet-plain", Loops: 1, Reference: true})
+	return append(ss, textbookServers...)
 }
 
 // Profiles are the named matrices; n is the number of loops and GOMAXPROCS
@@ -57,7 +68,8 @@ func Profiles(n int) map[string]Profile {
 		closed = append(closed, Shape{c, 64, 16}, Shape{c, 4096, 1}, Shape{c, 4096, 16})
 	}
 	return map[string]Profile{
-		// About 21 minutes on 2 cores (20m46s measured).
+		// About 21 minutes on 2 cores without the textbook servers (20m46s
+		// measured); they add two servers to five.
 		"full": {
 			Name: "full", Servers: servers(n), Closed: closed,
 			Open: Shape{1000, 64, 1}, Rates: []float64{0.25, 0.5, 0.75},
@@ -67,11 +79,11 @@ func Profiles(n int) map[string]Profile {
 		// Under a minute: a smoke test of every kind of cell.
 		"quick": {
 			Name: "quick",
-			Servers: []results.Server{
+			Servers: append([]results.Server{
 				{Name: "eventloop-1", Model: "eventloop", Loops: 1},
 				{Name: "goroutine-1", Model: "goroutine", GOMAXPROCS: 1},
 				{Name: "gnet-plain-1", Model: "gnet-plain", Loops: 1, Reference: true},
-			},
+			}, textbookServers...),
 			Closed: []Shape{{1, 64, 1}, {100, 64, 1}},
 			Open:   Shape{100, 64, 1}, Rates: []float64{0.5},
 			Idle: []int{200}, Reps: 1,
@@ -149,6 +161,24 @@ func (p Profile) resolve(most int) Profile {
 	p.Idle = slices.Compact(p.Idle)
 	p.Open.Conns = fix(p.Open.Conns)
 	return p
+}
+
+// counts lists every connection count of p's cells.
+func (p Profile) counts() []int {
+	cs := []int{p.Open.Conns}
+	for _, s := range p.Closed {
+		cs = append(cs, s.Conns)
+	}
+	return append(cs, p.Idle...)
+}
+
+// largest is the most connections any cell of p opens.
+func (p Profile) largest() int {
+	n := 0
+	for _, c := range p.counts() {
+		n = max(n, c)
+	}
+	return n
 }
 
 // cells is how many measurements p makes, for progress.

@@ -25,11 +25,15 @@ type procSample struct {
 	threads    int
 	volCtxSw   int64 // voluntary context switches, summed over live threads
 	involCtxSw int64
+	tasks      map[string]ctxsw // the same, by thread id
 }
+
+// ctxsw is one thread's voluntary and involuntary context switches.
+type ctxsw struct{ vol, invol int64 }
 
 // sampleProc reads /proc/<pid>. Context switches are summed over the
 // threads alive now (a thread that exited took its counts with it; the Go
-// runtime and gnet keep their threads).
+// runtime and gnet keep their threads, a thread per client does not).
 func sampleProc(pid int) (procSample, error) { return sampleProcIn("/proc", pid) }
 
 // sampleProcIn is sampleProc with /proc mounted at root.
@@ -55,13 +59,16 @@ func sampleProcIn(root string, pid int) (procSample, error) {
 	if err != nil {
 		return s, err
 	}
+	s.tasks = make(map[string]ctxsw, len(tasks))
 	for _, t := range tasks {
 		ts, err := readStatus(t)
 		if err != nil {
 			continue // the thread exited between the glob and the read
 		}
-		s.volCtxSw += ts["voluntary_ctxt_switches"]
-		s.involCtxSw += ts["nonvoluntary_ctxt_switches"]
+		c := ctxsw{ts["voluntary_ctxt_switches"], ts["nonvoluntary_ctxt_switches"]}
+		s.tasks[filepath.Base(filepath.Dir(t))] = c
+		s.volCtxSw += c.vol
+		s.involCtxSw += c.invol
 	}
 	return s, nil
 }
@@ -116,22 +123,51 @@ func parseStatus(r io.Reader) (map[string]int64, error) {
 	return m, sc.Err()
 }
 
+// remember keeps, from an earlier sample, the threads that have exited
+// since, so that their context switches up to then still count, and the
+// more threads of the two.
+func (s *procSample) remember(earlier procSample) {
+	for tid, c := range earlier.tasks {
+		if _, ok := s.tasks[tid]; !ok && s.tasks != nil {
+			s.tasks[tid] = c
+		}
+	}
+	s.threads = max(s.threads, earlier.threads)
+}
+
 // usage is what a process did between two samples.
 type usage struct {
-	wall           time.Duration
-	cpu            time.Duration
-	vol, invol     int64
-	rss            int64 // at the end
-	threads        int   // at the end
+	wall       time.Duration
+	cpu        time.Duration
+	vol, invol int64
+	rss        int64 // at the end
+	// threads is the more of the two samples': a thread per client ends
+	// with its connection, and the generator closes its connections as it
+	// logs the end of the window.
+	threads        int
 	cores          float64
 	volPS, involPS float64
 }
 
+// between is what the process did from a to b. Context switches are
+// counted thread by thread, so that threads which exited in between (their
+// counts gone with them) make the figure smaller, never negative.
 func between(a, b procSample) usage {
 	u := usage{
 		wall: b.at.Sub(a.at), cpu: b.cpu - a.cpu,
 		vol: b.volCtxSw - a.volCtxSw, invol: b.involCtxSw - a.involCtxSw,
-		rss: b.rss, threads: b.threads,
+		rss: b.rss, threads: max(a.threads, b.threads),
+	}
+	if a.tasks != nil && b.tasks != nil {
+		u.vol, u.invol = 0, 0
+		for tid, now := range b.tasks {
+			was := a.tasks[tid] // zero for a thread born in between
+			if now.vol < was.vol || now.invol < was.invol {
+				was = ctxsw{} // the id was reused by a new thread
+			}
+			u.vol += now.vol - was.vol
+			u.invol += now.invol - was.invol
+		}
 	}
 	if secs := u.wall.Seconds(); secs > 0 {
 		u.cores = u.cpu.Seconds() / secs

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"echoloop/bench/results"
+	"echoloop/bench/textbook"
 )
 
 // child is a process the harness started: a server or a load generator,
@@ -123,29 +124,19 @@ func (t *tailBuffer) String() string {
 	return strings.Join(t.lines, " | ")
 }
 
-// server is a running echoloop server.
+// server is a running server process.
 type server struct {
 	*child
-	addr, metrics string
-	gomaxprocs    int // as it logged at start
+	addr, metrics string // metrics is empty for the textbook servers
+	gomaxprocs    int    // as it logged at start; 0 for the textbook servers
 }
 
-// startServer runs the echoloop binary for spec and waits until it listens.
-func startServer(ctx context.Context, bin, cpus string, spec results.Server) (*server, error) {
-	args := []string{"-model", spec.Model, "-addr", "127.0.0.1:0", "-metrics", "127.0.0.1:0",
-		"-log-format", "json", "-log-level", "info"}
-	if spec.Model != "gnet-plain" { // the reference echoes bytes, whatever their framing
-		args = append(args, "-framing", framing)
-	}
-	if spec.Model != "goroutine" {
-		args = append(args, "-loops", strconv.Itoa(max(spec.Loops, 1)))
-	}
-	args = append(args, spec.Args...)
-	var env []string
-	if spec.GOMAXPROCS > 0 {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(spec.GOMAXPROCS))
-	}
-	c, err := startChild(bin, cpus, env, nil, args...)
+// startServer runs spec's server pinned to the server CPUs and waits until
+// it listens: echoloop for the Go models, the interpreter with the script
+// for the textbook ones. Both log the same "listening" line.
+func (h *harness) startServer(ctx context.Context, spec results.Server) (*server, error) {
+	bin, args, env := h.serverCommand(spec)
+	c, err := startChild(bin, h.opts.ServerCPUs, env, nil, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -160,8 +151,33 @@ func startServer(ctx context.Context, bin, cpus string, spec results.Server) (*s
 	return &server{child: c, addr: addr, metrics: metrics, gomaxprocs: int(procs)}, nil
 }
 
-// goroutines scrapes the server's go_goroutines gauge; -1 if it cannot.
+// serverCommand is the program, arguments and extra environment that run
+// spec.
+func (h *harness) serverCommand(spec results.Server) (bin string, args, env []string) {
+	if script, ok := textbook.Script(h.opts.Root, spec.Model); ok {
+		return h.python.Path, append([]string{script, "127.0.0.1:0"}, spec.Args...), nil
+	}
+	args = []string{"-model", spec.Model, "-addr", "127.0.0.1:0", "-metrics", "127.0.0.1:0",
+		"-log-format", "json", "-log-level", "info"}
+	if spec.Model != "gnet-plain" { // the reference echoes bytes, whatever their framing
+		args = append(args, "-framing", framing)
+	}
+	if spec.Model != "goroutine" {
+		args = append(args, "-loops", strconv.Itoa(max(spec.Loops, 1)))
+	}
+	args = append(args, spec.Args...)
+	if spec.GOMAXPROCS > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(spec.GOMAXPROCS))
+	}
+	return h.bins.echoloop, args, env
+}
+
+// goroutines scrapes the server's go_goroutines gauge; -1 if it cannot,
+// or if the server has no metrics.
 func (s *server) goroutines() int {
+	if s.metrics == "" {
+		return -1
+	}
 	client := http.Client{Timeout: 3 * time.Second}
 	resp, err := client.Get(s.metrics)
 	if err != nil {

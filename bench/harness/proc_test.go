@@ -90,7 +90,8 @@ func TestSampleProcIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.cpu != 18010*time.Millisecond || s.rss != 20480*1024 || s.threads != 9 || s.volCtxSw != 105 || s.involCtxSw != 42 {
+	if s.cpu != 18010*time.Millisecond || s.rss != 20480*1024 || s.threads != 9 || s.volCtxSw != 105 || s.involCtxSw != 42 ||
+		s.tasks["4250"] != (ctxsw{100, 40}) {
 		t.Errorf("sample %+v, want cpu 18.01s, rss 20971520, 9 threads, 105 and 42 context switches", s)
 	}
 	if s.at.IsZero() {
@@ -119,6 +120,28 @@ func TestBetween(t *testing.T) {
 	}
 	if u := between(a, a); u.cores != 0 || u.volPS != 0 || u.involPS != 0 {
 		t.Errorf("no time passed: %+v, want no rates", u)
+	}
+
+	// Thread by thread: 10 exited (a thread per client whose connection
+	// closed), 11 switched 5 more times, 12 was born, 13's id was reused.
+	a.tasks = map[string]ctxsw{"10": {900, 90}, "11": {100, 10}, "13": {50, 5}}
+	b.tasks = map[string]ctxsw{"11": {105, 11}, "12": {3, 1}, "13": {2, 0}}
+	a.threads, b.threads = 3, 3
+	a.volCtxSw, a.involCtxSw, b.volCtxSw, b.involCtxSw = 1050, 105, 110, 12
+	if u := between(a, b); u.vol != 10 || u.invol != 2 {
+		t.Errorf("thread by thread: %d and %d context switches, want 10 and 2", u.vol, u.invol)
+	}
+	b.threads = 1
+	if u := between(a, b); u.threads != 3 {
+		t.Errorf("threads %d, want the more of the two samples, 3", u.threads)
+	}
+
+	// Read shortly before the window's end, thread 10 had switched 30
+	// more times, and 14 (born after a) 7 times; both exited before b.
+	late := procSample{threads: 5, tasks: map[string]ctxsw{"10": {930, 90}, "11": {104, 11}, "14": {7, 0}}}
+	b.remember(late)
+	if u := between(a, b); u.vol != 10+30+7 || u.invol != 2 || u.threads != 5 {
+		t.Errorf("with a late sample: %d and %d context switches, %d threads; want 47, 2 and 5", u.vol, u.invol, u.threads)
 	}
 }
 

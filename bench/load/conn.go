@@ -3,6 +3,7 @@ package load
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 
 	"echoloop/eventloop/frame"
@@ -151,6 +152,39 @@ func (c *connState) appendFrame(out []byte, cfg *config) []byte {
 
 // errMismatch ends a connection whose replies are not what it sent.
 var errMismatch = errors.New("load: reply does not match what was sent")
+
+// errDrained ends a connection that the server closed in order (see
+// connState.closed): not a failure.
+var errDrained = errors.New("load: the server closed the connection in order")
+
+// closed is why the connection ended when the server closed it (EOF), with
+// partial bytes of a reply received. After whole, verified replies, on a
+// connection answered before, the server closed it in order, as one that
+// drains on SIGTERM does: it answers every frame it has read, then closes,
+// and the frames still in flight were sent after it stopped reading. That
+// is errDrained. A close in the middle of a reply, or before any reply (at
+// a connection limit, say), is a failure: io.EOF.
+func (c *connState) closed(partial int) error {
+	switch {
+	case partial > 0:
+		return fmt.Errorf("%w: the server closed the connection in the middle of a reply (%d bytes of it received, %d frames in flight)",
+			io.EOF, partial, c.inflight())
+	case c.recvSeq == 0:
+		return fmt.Errorf("%w: the server closed the connection before its first reply", io.EOF)
+	}
+	return fmt.Errorf("%w after %d replies, %d frames in flight", errDrained, c.recvSeq, c.inflight())
+}
+
+// unanswered is how many of the frames in flight are measured ones.
+func (c *connState) unanswered() uint64 {
+	n := uint64(0)
+	for seq := c.recvSeq; seq != c.sendSeq; seq++ {
+		if c.ring[seq&c.mask] >= 0 {
+			n++
+		}
+	}
+	return n
+}
 
 // consume decodes and verifies the replies at the start of in, received at
 // now, and returns how many bytes they used. A reply that is not the next

@@ -38,6 +38,13 @@
 // assumes an echo server: an ack or discard server shows as mismatches or
 // timeouts.
 //
+// A server that closes a connection in order (EOF after whole, verified
+// replies, on a connection it had answered), as one draining on SIGTERM
+// does, has not failed: the connection counts as drained
+// (Summary.ConnsDrained) and the frames it had in flight as unanswered,
+// not as errors. A close in the middle of a reply, or before the first
+// one, is an error of kind Closed.
+//
 // # Clients
 //
 // Epoll (the default on Linux) runs Options.Loops event loops, each a

@@ -5,7 +5,6 @@ package load
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -398,7 +397,10 @@ func (lp *eloop) fail(c *econn, err error) {
 	c.state = stDead
 	lp.alive--
 	lp.l.live.open.Add(-1)
-	if !errors.Is(err, errMismatch) {
+	switch {
+	case errors.Is(err, errDrained):
+		lp.st.drain(c.unanswered())
+	case !errors.Is(err, errMismatch):
 		lp.st.fail(err)
 	}
 	lp.debug(c, err)
@@ -423,7 +425,7 @@ func (lp *eloop) read(c *econn, now int64) {
 		lp.fail(c, fmt.Errorf("read: %w", err))
 		return
 	case n == 0:
-		lp.fail(c, fmt.Errorf("read: %w: the server closed the connection with %d frames in flight", io.EOF, c.inflight()))
+		lp.fail(c, fmt.Errorf("read: %w", c.closed(len(c.in))))
 		return
 	}
 	data := lp.rbuf[:k+n]

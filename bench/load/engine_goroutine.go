@@ -217,7 +217,10 @@ func (e *goroutineEngine) close() []*stats {
 func (c *gconn) fail(err error) {
 	c.dead = true
 	c.e.l.live.open.Add(-1)
-	if !errors.Is(err, errMismatch) {
+	switch {
+	case errors.Is(err, errDrained):
+		c.st.drain(c.unanswered())
+	case !errors.Is(err, errMismatch):
 		c.st.fail(err)
 	}
 	if log := c.e.cfg.Logger; log.Debug().Enabled() {
@@ -328,7 +331,7 @@ func (c *gconn) run(p *plan) {
 			c.fail(fmt.Errorf("%w: %d frames in flight, nothing received for %v", errTimeout, c.inflight(), time.Duration(now-c.last).Round(time.Millisecond)))
 			return
 		case errors.Is(err, io.EOF):
-			c.fail(fmt.Errorf("%w: the server closed the connection with %d frames in flight", io.EOF, c.inflight()))
+			c.fail(c.closed(c.end - c.start))
 			return
 		default:
 			c.fail(err)

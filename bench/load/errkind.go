@@ -14,7 +14,7 @@ type Kind string
 const (
 	Refused       Kind = "refused"       // ECONNREFUSED on connect
 	Reset         Kind = "reset"         // ECONNRESET, EPIPE, ECONNABORTED
-	Closed        Kind = "closed"        // the server closed the connection (EOF) with frames in flight or between them
+	Closed        Kind = "closed"        // the server closed the connection (EOF) mid-reply or before its first reply; a close in order is Summary.ConnsDrained
 	Timeout       Kind = "timeout"       // no connect within DialTimeout, or no progress within Timeout
 	EMFILE        Kind = "emfile"        // EMFILE or ENFILE: out of file descriptors
 	EADDRNOTAVAIL Kind = "eaddrnotavail" // EADDRNOTAVAIL: out of local ports (or address)

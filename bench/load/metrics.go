@@ -37,6 +37,8 @@ type stats struct {
 	errs       [numKinds]errCount
 	mismatches uint64
 	samples    []Mismatch
+	drained    uint64 // connections the server closed in order
+	unanswered uint64 // measured frames in flight on them then
 
 	liveFrames uint64 // frames verified since the last flushLive, warm-up included
 	live       *liveCounters
@@ -69,6 +71,13 @@ func (s *stats) fail(err error) {
 	}
 	e.n++
 	s.live.errors.Add(1)
+}
+
+// drain counts a connection the server closed in order, with unanswered
+// measured frames in flight.
+func (s *stats) drain(unanswered uint64) {
+	s.drained++
+	s.unanswered += unanswered
 }
 
 func (s *stats) mismatch(m Mismatch) {
@@ -107,6 +116,8 @@ func (s *stats) merge(o *stats) {
 		s.errs[i].n += o.errs[i].n
 	}
 	s.mismatches += o.mismatches
+	s.drained += o.drained
+	s.unanswered += o.unanswered
 	for _, m := range o.samples {
 		if len(s.samples) < maxSample {
 			s.samples = append(s.samples, m)

@@ -136,11 +136,12 @@ func (l *Load) Run(ctx context.Context) (*Summary, error) {
 		l.live.phase.Store("warmup")
 		cpuAt := make(chan rusage, 1)
 		timer := time.AfterFunc(time.Duration(p.windowStart-l.now()), func() {
-			cpuAt <- getRusage()
+			cpu := getRusage()
 			l.live.phase.Store("running")
 			// A harness sampling the server's counters times them by
 			// this line and the next.
 			log.Info().Int("conns", eng.open()).Msg("measuring")
+			cpuAt <- cpu // last: Run waits for it, so nothing logs after Run returns
 		})
 		eng.phase(p)
 		winEnd = l.now()

@@ -61,10 +61,18 @@ type Summary struct {
 	Errors          []ErrorCount `json:"errors"`           // failed connections by kind; only kinds that occurred
 	ErrorsTotal     uint64       `json:"errors_total"`     // sum of Errors counts
 
+	// Connections the server closed in order before the run ended: EOF
+	// after whole, verified replies, once answered (as a server draining on
+	// SIGTERM closes them). Not errors; their frames still in flight were
+	// sent after the server stopped reading, and are not counted as lost.
+	ConnsDrained     int    `json:"conns_drained"`
+	FramesUnanswered uint64 `json:"frames_unanswered"` // measured frames in flight on them when they closed
+
 	CPU CPU `json:"cpu"` // the generator's own CPU use over the window
 
 	FDLimit uint64 `json:"fd_limit"` // the process's soft RLIMIT_NOFILE during the run
-	OK      bool   `json:"ok"`       // no mismatch, no error, every connection asked for established (and held, idle)
+	OK      bool   `json:"ok"`       // no mismatch, no error, every connection asked for established and held
+	Drained bool   `json:"drained"`  // not OK only because the server closed connections in order (ConnsDrained)
 }
 
 // Latency is a distribution in microseconds, from an HDR histogram (three
@@ -134,6 +142,7 @@ func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, win
 		FramesSent: tot.sent, FramesVerified: tot.verified,
 		BytesSent: tot.sent * uint64(cfg.wire), BytesReceived: tot.verified * uint64(cfg.wire),
 		Mismatches: tot.mismatches, MismatchSamples: tot.samples, Errors: []ErrorCount{},
+		ConnsDrained: int(tot.drained), FramesUnanswered: tot.unanswered,
 		FDLimit: cfg.fdLimit.Cur,
 	}
 	if cfg.Idle {
@@ -165,7 +174,9 @@ func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, win
 	if cpuWin > 0 {
 		s.CPU.Utilization = (s.CPU.UserS + s.CPU.SystemS) / cpuWin.Seconds()
 	}
-	s.OK = s.Mismatches == 0 && s.ErrorsTotal == 0 && s.ConnsEstablished == s.ConnsAsked && s.ConnsHeld == s.ConnsAsked
+	clean := s.Mismatches == 0 && s.ErrorsTotal == 0 && s.ConnsEstablished == s.ConnsAsked
+	s.OK = clean && s.ConnsHeld == s.ConnsAsked
+	s.Drained = clean && s.ConnsDrained > 0 && s.ConnsHeld+s.ConnsDrained == s.ConnsAsked
 }
 
 // WriteJSON writes s as one line of JSON.
@@ -219,8 +230,15 @@ func (s *Summary) WriteText(w io.Writer) error {
 	if s.Mismatches > 0 {
 		row("", "hint: echoload verifies echoes: is the server's handler echo, and its framing %s?", s.Framing)
 	}
+	if s.ConnsDrained > 0 {
+		row("drained", "%d connections closed in order by the server, %d frames sent after that unanswered", s.ConnsDrained, s.FramesUnanswered)
+		row("", "hint: the server closed them after whole, verified replies, as a drain (SIGTERM) or an idle timeout does; not counted as errors")
+	}
 	verdict := "ok"
-	if !s.OK {
+	switch {
+	case s.Drained:
+		verdict = "drained: nothing failed, but the server closed connections before the run ended"
+	case !s.OK:
 		verdict = "FAILED"
 	}
 	row("result", "%s", verdict)

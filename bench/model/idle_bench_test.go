@@ -57,6 +57,11 @@ func holdConns(spec string) int {
 	}
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
+	// Closing them here also keeps them reachable until now: a net.Conn
+	// nothing refers to may be closed by its finalizer mid-hold.
+	for _, c := range conns {
+		_ = c.Close()
+	}
 	return 0
 }
 

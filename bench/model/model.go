@@ -106,7 +106,7 @@ func New(opts Options) (Server, error) {
 		if err := opts.Config.Prepare(); err != nil { // the fd limit, mostly
 			return nil, err
 		}
-		s, err := plain.New(opts.Addr, opts.Loops, gnet.WithReadBufferCap(opts.ReadBufferCap),
+		s, err := plain.New(opts.Addr, opts.Loops, opts.Logger, gnet.WithReadBufferCap(opts.ReadBufferCap),
 			gnet.WithLockOSThread(opts.LockOSThread), gnet.WithEdgeTriggeredIO(opts.EdgeTriggered))
 		if err != nil {
 			return nil, err

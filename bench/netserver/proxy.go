@@ -19,7 +19,7 @@ import (
 // the buffer, unconsumed, and is served as the first frames once the
 // session opens; the handler and the logs see the header's
 // address from then on. Until then the connection is not counted as served
-// (Open has not run), but its descriptor counts as open (Counters.Hold).
+// (Open has not run), but it counts against MaxConns (Counters.TryOpen).
 
 // errHeaderTimeout is the cause of a BadProxyHeader close when the header
 // did not complete in time.
@@ -37,7 +37,14 @@ func (c *conn) readProxyHeader() bool {
 		c.refuse(session.ProxyUntrusted, nil)
 		return false
 	}
-	s.counters.Hold()
+	// The connection counts against MaxConns while its header is awaited,
+	// as on the event loop; Open counts it again from its real address.
+	if !s.counters.TryOpen(s.opts.MaxConns) {
+		c.CloseFor(session.ConnLimit, nil)
+		c.Refused(&s.rejectLog, peer)
+		c.refuse(session.ConnLimit, nil)
+		return false
+	}
 	h, err := c.awaitHeader(peer)
 	s.counters.Release()
 	if err == nil {

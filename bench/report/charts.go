@@ -19,6 +19,7 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"echoloop/bench/results"
+	"echoloop/bench/textbook"
 )
 
 // Chart size: 8 × 4.5 in is 768 × 432 px, about the width of a README.
@@ -35,9 +36,9 @@ type chart struct {
 	xLabel, yLabel string
 	xTicks, yTicks unit // how tick labels are written
 	logX, logY     bool
-	// spanLogY turns logY on when the values span more than a factor of
-	// spanLog, so that the lowest lines are not pressed flat.
-	spanLogY bool
+	// logOver, if set, turns logY on when the medians span more than this
+	// factor, so that the lowest lines are not pressed flat.
+	logOver float64
 	// xAt, when set, puts the x ticks at these values (the connection
 	// counts measured) rather than at round numbers.
 	xAt    []float64
@@ -76,19 +77,19 @@ func (d *data) charts() []chart {
 			chart{
 				file: throughputFile(g), title: "Throughput, closed loop, " + g.String(),
 				xLabel: "connections", yLabel: "frames per second",
-				xTicks: count, yTicks: count, logX: true, xAt: x,
+				xTicks: count, yTicks: count, logX: true, xAt: x, logOver: closedLogOver,
 				series: d.closedSeries(g, framesPerS),
 			},
 			chart{
 				file: cpuFile(g), title: "Server CPU per frame, closed loop, " + g.String(),
 				xLabel: "connections", yLabel: "server CPU per frame (µs)",
-				xTicks: count, yTicks: plain, logX: true, xAt: x,
+				xTicks: count, yTicks: count, logX: true, xAt: x, logOver: closedLogOver,
 				series: d.closedSeries(g, cpuPerFrame),
 			},
 			chart{
 				file: ctxswFile(g), title: "Context switches per frame, closed loop, " + g.String(),
-				xLabel: "connections", yLabel: "server context switches per frame",
-				xTicks: count, yTicks: plain, logX: true, xAt: x,
+				xLabel: "connections", yLabel: "context switches per frame",
+				xTicks: count, yTicks: count, logX: true, xAt: x, logOver: closedLogOver,
 				series: d.closedSeries(g, ctxswPerFrame),
 			})
 	}
@@ -97,7 +98,7 @@ func (d *data) charts() []chart {
 		cs = append(cs, chart{
 			file: idleFile, title: "Memory per idle connection",
 			xLabel: "idle connections", yLabel: "server RSS per connection (" + strings.TrimSpace(st.suffix) + ")",
-			xTicks: count, yTicks: plain, logX: true, xAt: floats(n), spanLogY: true,
+			xTicks: count, yTicks: plain, logX: true, xAt: floats(n), logOver: 5,
 			series: ss,
 		})
 	}
@@ -198,8 +199,8 @@ func (d *data) openSeries(g openGroup, f func(results.Cell) float64) []series {
 
 // style is how one server configuration is drawn in every chart: a colour
 // family per model (blues for the event loop, oranges for goroutines,
-// greys for the reference) so that widths of one model read as kin, and
-// dashes for the reference floor.
+// greys for the reference, green and purple for the textbook pair) so that
+// widths of one model read as kin, and dashes for the reference floor.
 type style struct {
 	color  color.Color
 	dashes []vg.Length
@@ -210,7 +211,8 @@ var (
 	eventloopColors = []color.Color{rgb(0x00, 0x72, 0xb2), rgb(0x56, 0xb4, 0xe9), rgb(0x00, 0x3f, 0x63)}
 	goroutineColors = []color.Color{rgb(0xd5, 0x5e, 0x00), rgb(0xe6, 0x9f, 0x00), rgb(0x8c, 0x3b, 0x00)}
 	referenceColors = []color.Color{rgb(0x33, 0x33, 0x33), rgb(0x88, 0x88, 0x88)}
-	otherColors     = []color.Color{rgb(0x00, 0x9e, 0x73), rgb(0xcc, 0x79, 0xa7), rgb(0x6a, 0x3d, 0x9a)}
+	textbookColors  = []color.Color{rgb(0x00, 0x9e, 0x73), rgb(0x9b, 0x4d, 0xca)}
+	otherColors     = []color.Color{rgb(0xcc, 0x79, 0xa7), rgb(0x6a, 0x3d, 0x9a), rgb(0x99, 0x99, 0x33)}
 	shapes          = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}}
 )
 
@@ -224,6 +226,8 @@ func styles(servers []results.Server) map[string]style {
 		switch {
 		case s.Reference:
 			family, colors = "reference", referenceColors
+		case textbook.IsModel(s.Model):
+			family, colors = "textbook", textbookColors
 		case s.Model == "eventloop":
 			colors = eventloopColors
 		case s.Model == "goroutine":
@@ -272,8 +276,8 @@ func (c chart) draw(dir string, look map[string]style) error {
 	return nil
 }
 
-// paint draws c on dc: the plot on the left, the legend to its right so
-// that it never hides a line.
+// paint draws c on dc: the plot above, the legend under it so that it
+// never hides a line and has the chart's whole width for its labels.
 func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 	// gonum/plot panics on data it cannot place (a log axis below zero):
 	// a chart must not cost the report of an hour-long run.
@@ -282,9 +286,7 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 			err = fmt.Errorf("report: %s: %v", c.file, r)
 		}
 	}()
-	if c.spanLogY && c.span() > spanLog {
-		c.logY = true
-	}
+	c.logY = c.yLog()
 	p := plot.New()
 	p.Title.Text = c.title
 	p.Title.TextStyle.Font = sans(13)
@@ -293,12 +295,12 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 		a.Label.TextStyle.Font = sans(11)
 		a.Tick.Label.Font = sans(10)
 	}
-	p.X.Label.Text, p.Y.Label.Text = c.xLabel, c.yLabel
+	// The y label is drawn here rather than by gonum/plot, which places
+	// its glyph box, on a log axis, at the arithmetic mean of the axis's
+	// ends and shrinks the plot to fit that.
+	p.X.Label.Text = c.xLabel
 
-	legend := plot.NewLegend()
-	legend.Top, legend.Left = true, true
-	legend.TextStyle.Font = sans(10)
-	legend.Padding = vg.Points(2)
+	var legend legend
 
 	// Log axes take only positive values: leave out the points (and the
 	// bars) that would have to be drawn at or below zero.
@@ -321,7 +323,7 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 			ys = append(ys, pt.Y.Median, pt.Y.Median-lo, pt.Y.Max)
 		}
 		if len(xy) == 0 {
-			legend.Add(legendName(s.server) + ": no figures")
+			legend.add(legendName(s.server) + ": no figures")
 			continue
 		}
 		st := look[s.server.Name]
@@ -339,7 +341,7 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 				CapWidth:  vg.Points(5),
 			})
 		}
-		legend.Add(legendName(s.server), line, dots)
+		legend.add(legendName(s.server), line, dots)
 	}
 
 	if len(xs) == 0 {
@@ -359,11 +361,115 @@ func (c chart) paint(dc draw.Canvas, look map[string]style) (err error) {
 
 	dc.SetColor(color.White)
 	dc.Fill(dc.Rectangle.Path())
-	lw := legend.Rectangle(dc).Size().X + vg.Points(16)
-	p.Draw(draw.Crop(dc, 0, -lw, 0, 0))
-	top := p.Title.TextStyle.Rectangle(p.Title.Text).Size().Y + p.Title.Padding + vg.Points(4)
-	legend.Draw(draw.Crop(dc, dc.Size().X-lw+vg.Points(10), 0, 0, -top))
+	under := draw.Crop(dc, legendMargin, -legendMargin, legendMargin, 0)
+	h := legend.height(under.Size().X)
+	legend.draw(under)
+	yLabel := draw.TextStyle{Color: color.Black, Font: sans(11), Handler: plot.DefaultTextHandler,
+		Rotation: math.Pi / 2, XAlign: draw.XCenter, YAlign: draw.YTop}
+	lw := yLabel.Height(c.yLabel) + vg.Points(6)
+	area := draw.Crop(dc, lw, -2*legendMargin, h+legendMargin, 0)
+	p.Draw(area)
+	data := p.DataCanvas(area)
+	dc.FillText(yLabel, vg.Point{X: dc.Min.X + vg.Points(2), Y: (data.Min.Y + data.Max.Y) / 2}, c.yLabel)
 	return nil
+}
+
+// fontSlack is how much wider than Liberation Sans, the face the layout
+// measures with, the text of a chart may come out where it is shown: an
+// SVG names its font, and a viewer without that one uses its own sans.
+// DejaVu Sans, the usual Linux fallback, sets these labels 1.11–1.17× as
+// wide; Verdana, the widest common sans, about as wide as DejaVu.
+const fontSlack = 1.3
+
+// Legend geometry: a row of entries under the plot, each a thumbnail of
+// its line then its label.
+const (
+	legendMargin = vg.Length(8)  // from the chart's edges
+	thumbWidth   = vg.Length(20) // a line with a glyph on it
+	thumbGap     = vg.Length(4)  // between a thumbnail and its label
+	entryGap     = vg.Length(14) // between entries
+	legendRow    = vg.Length(14) // height of a row of entries
+)
+
+// legend is the chart's key, laid out under the plot in columns, as many
+// as fit the width when every label is given fontSlack times its measured
+// width, so that no viewer's font pushes a label off the chart or into
+// its neighbour.
+type legend struct {
+	entries []legendEntry
+}
+
+type legendEntry struct {
+	label  string
+	thumbs []plot.Thumbnailer
+}
+
+func (l *legend) add(label string, thumbs ...plot.Thumbnailer) {
+	l.entries = append(l.entries, legendEntry{label, thumbs})
+}
+
+var legendText = draw.TextStyle{Color: color.Black, Font: sans(10), Handler: plot.DefaultTextHandler, YAlign: draw.YCenter}
+
+// room is the width an entry may take, gap to the next included.
+func (e legendEntry) room() vg.Length {
+	return thumbWidth + thumbGap + fontSlack*legendText.Width(e.label) + entryGap
+}
+
+// columns returns the widths of the most columns whose entries, placed
+// row by row, fit in width (one column if none does).
+func (l *legend) columns(width vg.Length) []vg.Length {
+	for n := len(l.entries); n > 1; n-- {
+		cols := make([]vg.Length, n)
+		var sum vg.Length
+		for i, e := range l.entries {
+			cols[i%n] = max(cols[i%n], e.room())
+		}
+		for _, c := range cols {
+			sum += c
+		}
+		if sum-entryGap <= width {
+			return cols
+		}
+	}
+	return []vg.Length{width}
+}
+
+// height is the height of the legend in a canvas width wide.
+func (l *legend) height(width vg.Length) vg.Length {
+	if len(l.entries) == 0 {
+		return 0
+	}
+	n := len(l.columns(width))
+	return vg.Length((len(l.entries)+n-1)/n) * legendRow
+}
+
+// draw draws the legend at the bottom of c, centred.
+func (l *legend) draw(c draw.Canvas) {
+	if len(l.entries) == 0 {
+		return
+	}
+	cols := l.columns(c.Size().X)
+	var total vg.Length
+	for _, w := range cols {
+		total += w
+	}
+	left := c.Min.X + max(c.Size().X-total+entryGap, 0)/2
+	rows := (len(l.entries) + len(cols) - 1) / len(cols)
+	for i, e := range l.entries {
+		row, col := i/len(cols), i%len(cols)
+		x := left
+		for _, w := range cols[:col] {
+			x += w
+		}
+		y := c.Min.Y + vg.Length(rows-1-row)*legendRow // bottom of the row
+		thumb := &draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{
+			Min: vg.Point{X: x, Y: y + 2}, Max: vg.Point{X: x + thumbWidth, Y: y + legendRow - 2},
+		}}
+		for _, t := range e.thumbs {
+			t.Thumbnail(thumb)
+		}
+		c.FillText(legendText, vg.Point{X: x + thumbWidth + thumbGap, Y: y + legendRow/2}, e.label)
+	}
 }
 
 func finite(vs ...float64) bool {
@@ -375,9 +481,18 @@ func finite(vs ...float64) bool {
 	return true
 }
 
-// spanLog is the spread of values, largest ÷ smallest, past which a
-// spanLogY chart goes logarithmic.
-const spanLog = 5
+// closedLogOver is the spread, largest ÷ smallest median, past which a
+// closed-loop chart goes logarithmic: the Go servers stay within a few
+// times of each other on a linear axis, and a server that collapses (the
+// thread per client with thousands of busy threads moved tens of frames
+// a second where the others moved tens of thousands) does not press them
+// flat.
+const closedLogOver = 20
+
+// yLog reports whether c's y axis is logarithmic.
+func (c chart) yLog() bool {
+	return c.logY || c.logOver > 0 && c.span() > c.logOver
+}
 
 // span is the largest median ÷ the smallest, 0 when any is not positive.
 func (c chart) span() float64 {
@@ -445,10 +560,12 @@ func axis(a *plot.Axis, vs []float64, log, fromZero bool, u unit, at []float64) 
 	}
 }
 
-// logTicks labels 1, 2 and 5 of each decade in [min, max] (every integer
-// multiple if that leaves fewer than two labels) and marks the others.
+// logTicks labels 1, 2 and 5 of each decade in [min, max] (only the
+// powers of ten past three decades, every integer multiple if that leaves
+// fewer than two labels) and marks the others.
 func logTicks(min, max float64, u unit) []plot.Tick {
 	var ts []plot.Tick
+	wide := math.Log10(max/min) > 3
 	labels := func(all bool) {
 		ts = ts[:0]
 		for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
@@ -458,7 +575,7 @@ func logTicks(min, max float64, u unit) []plot.Tick {
 					continue
 				}
 				t := plot.Tick{Value: v}
-				if all || m == 1 || m == 2 || m == 5 {
+				if all || m == 1 || !wide && (m == 2 || m == 5) {
 					t.Label = tickLabel(u, v)
 				}
 				ts = append(ts, t)

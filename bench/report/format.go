@@ -151,6 +151,14 @@ func num(v float64) string {
 	return plain.format(v)
 }
 
+// threadCount writes a median thread count: "1 thread", "6,001 threads".
+func threadCount(v float64) string {
+	if v == 1 {
+		return "1 thread"
+	}
+	return num(v) + " threads"
+}
+
 // payload names a payload size the way the tables head it: "64 B", "4 KiB".
 func payload(size int) string {
 	if size >= 1024 && size%1024 == 0 {

@@ -61,6 +61,7 @@ func (d *data) markdown(reading string) string {
 	d.closedLoop(&m)
 	d.openLoop(&m)
 	d.idleMemory(&m)
+	d.textbookSection(&m)
 	m.h(2, "Reading")
 	if r := strings.TrimSpace(reading); r != "" {
 		m.WriteString(r + "\n\n")
@@ -71,15 +72,41 @@ func (d *data) markdown(reading string) string {
 	return strings.TrimRight(m.String(), "\n") + "\n"
 }
 
-func (d *data) reps() int {
-	n := 0
-	for _, c := range d.run.Cells {
-		n = max(n, c.Rep)
+// reps returns the fewest and the most repetitions any cell of the run
+// has, failed ones included; 0, 0 for a run with no cells.
+func (d *data) reps() (lo, hi int) {
+	var ns []int
+	for _, m := range d.closed {
+		for _, cs := range m {
+			ns = append(ns, len(cs))
+		}
 	}
-	for _, c := range d.run.Idle {
-		n = max(n, c.Rep)
+	for _, m := range d.open {
+		for _, cs := range m {
+			ns = append(ns, len(cs))
+		}
 	}
-	return n
+	for _, m := range d.idle {
+		for _, is := range m {
+			ns = append(ns, len(is))
+		}
+	}
+	if len(ns) == 0 {
+		return 0, 0
+	}
+	return slices.Min(ns), slices.Max(ns)
+}
+
+// repetitions says how many times each cell ran: "one repetition", "3
+// repetitions", "1 to 3 repetitions".
+func repetitions(lo, hi int) string {
+	switch {
+	case hi == 1:
+		return "one repetition"
+	case lo == hi:
+		return strconv.Itoa(hi) + " repetitions"
+	}
+	return strconv.Itoa(lo) + " to " + strconv.Itoa(hi) + " repetitions"
 }
 
 func (d *data) title(m *md) {
@@ -96,8 +123,15 @@ func (d *data) title(m *md) {
 	if prof == "" {
 		prof = "unnamed"
 	}
-	m.p("Profile **%s**: %d server configurations, %d load-cell runs and %d idle-cell runs, up to %d repetitions of each cell, interleaved across servers.",
-		prof, len(d.servers), len(r.Cells), len(r.Idle), d.reps())
+	line := fmt.Sprintf("Profile **%s**: %d server configurations, %s and %s", prof, len(d.servers),
+		plural(uint64(len(r.Cells)), "load-cell run"), plural(uint64(len(r.Idle)), "idle-cell run"))
+	switch lo, hi := d.reps(); {
+	case hi > 1:
+		line += ", " + repetitions(lo, hi) + " of each cell, interleaved across servers"
+	case hi == 1:
+		line += ", " + repetitions(lo, hi) + " of each cell"
+	}
+	m.p("%s.", line)
 	if r.Command != "" {
 		m.WriteString("Reproduce with:\n\n```sh\n" + r.Command + "\n```\n\n")
 	}
@@ -122,12 +156,17 @@ func (d *data) environment(m *md) {
 		{"CPU", fmt.Sprintf("%s, %d cores", cpu, e.Cores)},
 		{"kernel", orNone(e.Kernel)},
 		{"Go", orNone(e.GoVersion)},
+	}
+	if e.PythonVersion != "" {
+		rows = append(rows, []string{"Python", e.PythonVersion + ", for the textbook servers"})
+	}
+	rows = append(rows, [][]string{
 		{"file descriptors", "soft limit " + thousands(int64(e.FDLimit))},
 		{"pinning", pin},
 		{"commit", commit},
 		{"started", stamp(d.run.Started)},
 		{"finished", stamp(d.run.Finished)},
-	}
+	}...)
 	if !d.run.Started.IsZero() && !d.run.Finished.IsZero() {
 		rows = append(rows, []string{"duration", d.run.Finished.Sub(d.run.Started).Round(time.Second).String()})
 	}
@@ -142,6 +181,10 @@ func (d *data) environment(m *md) {
 		gmp := "default"
 		if s.GOMAXPROCS > 0 {
 			gmp = strconv.Itoa(s.GOMAXPROCS)
+		}
+		if isTextbook(s) {
+			role += " (textbook, Python)"
+			gmp = none
 		}
 		flags := none
 		if len(s.Args) > 0 {
@@ -384,8 +427,21 @@ func (d *data) failed(m *md) {
 	if len(fs) == 0 {
 		return
 	}
+	cut := 0
+	for _, f := range fs {
+		if f.Reason == results.Interrupted {
+			cut++
+		}
+	}
 	m.h(2, "Failed cells")
-	m.p("%s failed. A failed repetition has no figures: it is left out of every median, range and ratio.", plural(uint64(len(fs)), "repetition"))
+	var what []string
+	if n := len(fs) - cut; n > 0 {
+		what = append(what, plural(uint64(n), "repetition")+" failed")
+	}
+	if cut > 0 {
+		what = append(what, plural(uint64(cut), "repetition")+" did not finish because the run was stopped")
+	}
+	m.p("%s. A repetition without figures is left out of every median, range and ratio.", strings.Join(what, " and "))
 	var rows [][]string
 	for _, f := range fs {
 		rows = append(rows, []string{f.Server, f.Cell, strconv.Itoa(f.Rep), f.Reason})
@@ -413,25 +469,44 @@ func header(first string, ss []results.Server) []string {
 }
 
 // figure writes one table cell from the repetitions of a cell: "failed"
-// when all failed, a dagger when some did.
+// (or "interrupted") when none has figures, a dagger when some have none.
 func figure(cs []results.Cell, f func(cs []results.Cell) string) string {
-	return mark(len(cs), len(live(cs)), func() string { return f(cs) })
+	var why []string
+	for _, c := range cs {
+		why = append(why, c.Failed)
+	}
+	return mark(why, func() string { return f(cs) })
 }
 
 // idleFigure is figure for the repetitions of an idle cell.
 func idleFigure(is []results.Idle, f func([]results.Idle) string) string {
-	return mark(len(is), len(liveIdle(is)), func() string { return f(is) })
+	var why []string
+	for _, c := range is {
+		why = append(why, c.Failed)
+	}
+	return mark(why, func() string { return f(is) })
 }
 
-// mark finishes a table cell of reps repetitions, alive of which did not
-// fail, with the figure text.
-func mark(reps, alive int, text func() string) string {
+// mark finishes a table cell from why each repetition failed ("" for one
+// that did not) and the figure text.
+func mark(why []string, text func() string) string {
+	alive, cut := 0, 0
+	for _, w := range why {
+		switch {
+		case w == "":
+			alive++
+		case interrupted(w):
+			cut++
+		}
+	}
 	switch {
-	case reps == 0:
+	case len(why) == 0:
 		return none
+	case alive == 0 && cut == len(why):
+		return "interrupted"
 	case alive == 0:
 		return "failed"
-	case alive < reps:
+	case alive < len(why):
 		return text() + " †"
 	}
 	return text()
@@ -443,7 +518,7 @@ func (d *data) closedLoop(m *md) {
 		return
 	}
 	m.h(2, "Closed loop")
-	m.p("Each connection sends its next frame when the reply to its last one arrives. Figures are medians over the repetitions with min–max in brackets; † marks a figure from fewer repetitions than were run (see Failed cells), and “failed” a cell with none.")
+	m.p("Each connection sends its next frame when the reply to its last one arrives. Figures are medians over the repetitions with min–max in brackets; † marks a figure from fewer repetitions than were run (see Failed cells), and “failed” or “interrupted” a cell with none.")
 	eg := d.pairs(isModel("eventloop"), isModel("goroutine"))
 	for _, g := range gs {
 		ss := d.columns(func(n string) bool {
@@ -537,7 +612,7 @@ func (d *data) closedLoop(m *md) {
 				gs = append(gs, c.Goroutines)
 			}
 			return bytesU.format(cellSpread(cs, rss).Median) + " RSS<br>" +
-				num(cellSpread(cs, threads).Median) + " threads<br>" +
+				threadCount(cellSpread(cs, threads).Median) + "<br>" +
 				goroutineText(goroutines(gs)) + " goroutines"
 		}))
 	}
@@ -588,13 +663,35 @@ func (d *data) openLoop(m *md) {
 	}
 }
 
+// idleCounts notes, for a table cell, the median connections open when
+// fewer than the n asked, and those through the last round trip when
+// fewer than were open: "<br>9,000 held" in runs that kept only the
+// latter, "<br>19,000 open, 3,851 through the last round trip".
+func idleCounts(is []results.Idle, n int) string {
+	o, h := spread(idleByRep(is, opened)).Median, spread(idleByRep(is, held)).Median
+	if !slices.ContainsFunc(liveIdle(is), func(c results.Idle) bool { return c.Open > 0 }) {
+		if h != float64(n) {
+			return "<br>" + num(h) + " held"
+		}
+		return ""
+	}
+	var t string
+	if o != float64(n) || h < o {
+		t += "<br>" + num(o) + " open"
+	}
+	if h < o {
+		t += ", " + num(h) + " through the last round trip"
+	}
+	return t
+}
+
 func (d *data) idleMemory(m *md) {
 	ns := d.idleCounts()
 	if len(ns) == 0 {
 		return
 	}
 	m.h(2, "Idle memory")
-	m.p("Connections opened, one verified round trip on each, then held while the server's resident memory is read. Bytes per connection is (held RSS − RSS before) ÷ connections held; medians with min–max.")
+	m.p("Connections opened, one verified round trip on each, then held while the server's resident memory is read, then one more verified round trip on each. Bytes per connection is (held RSS − RSS before) ÷ connections open; medians with min–max. A cell notes how many were open when fewer than asked, and how many came through the last round trip when fewer than were open.")
 	m.image("Memory per idle connection", idleFile)
 	ss := d.columns(func(n string) bool { return len(d.idle[n]) > 0 })
 	var rows [][]string
@@ -602,11 +699,7 @@ func (d *data) idleMemory(m *md) {
 		row := []string{thousands(int64(n))}
 		for _, s := range ss {
 			row = append(row, idleFigure(d.idle[s.Name][n], func(is []results.Idle) string {
-				t := bytesU.spread(spread(idleByRep(is, bytesPerConn)))
-				if h := spread(idleByRep(is, held)); h.Median != float64(n) {
-					t += "<br>" + num(h.Median) + " held"
-				}
-				return t
+				return bytesU.spread(spread(idleByRep(is, bytesPerConn))) + idleCounts(is, n)
 			}))
 		}
 		rows = append(rows, row)
@@ -616,7 +709,7 @@ func (d *data) idleMemory(m *md) {
 
 	if len(ns) > 1 {
 		m.h(4, "Marginal bytes per connection")
-		m.p("What each further connection cost between two counts: (held RSS at the larger − at the smaller) ÷ (connections held at the larger − at the smaller), from medians. It leaves out the fixed cost that the first connections pay.")
+		m.p("What each further connection cost between two counts: (held RSS at the larger − at the smaller) ÷ (connections open at the larger − at the smaller), from medians. It leaves out the fixed cost that the first connections pay.")
 		rows = nil
 		for i := 1; i < len(ns); i++ {
 			row := []string{thousands(int64(ns[i-1])) + " → " + thousands(int64(ns[i]))}
@@ -643,7 +736,7 @@ func (d *data) idleMemory(m *md) {
 				for _, c := range liveIdle(is) {
 					gs = append(gs, c.Goroutines)
 				}
-				return num(spread(idleByRep(is, idleThreads)).Median) + " threads<br>" + goroutineText(goroutines(gs)) + " goroutines"
+				return threadCount(spread(idleByRep(is, idleThreads)).Median) + "<br>" + goroutineText(goroutines(gs)) + " goroutines"
 			}))
 		}
 		rows = append(rows, row)
@@ -700,8 +793,11 @@ func (d *data) limits(m *md) {
 		}
 		b.WriteString(": there the throughput is what the generator could drive, a floor under the server's capacity rather than a measure of it. ")
 	}
-	if n := d.reps(); n > 0 {
-		fmt.Fprintf(&b, "Ranges are min–max over at most %d repetitions, not confidence intervals. ", n)
+	switch lo, hi := d.reps(); {
+	case hi == 1:
+		b.WriteString("Each cell ran once: every figure is a single measurement, with no range and nothing to say how far it would move on another run. ")
+	case hi > 1:
+		fmt.Fprintf(&b, "Ranges are min–max over %s, not confidence intervals. ", repetitions(lo, hi))
 	}
 	b.WriteString("The handler is echo, so the servers do almost nothing per frame: a handler with real work would shrink the differences between the models. Memory is resident set size, which counts pages touched rather than bytes in use, and Go returns freed memory to the system lazily.")
 	m.p("%s", b.String())

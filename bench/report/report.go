@@ -1,7 +1,9 @@
 // Package report turns the record of an echobench run into what a person
 // would rather look at than read: REPORT.md, with the environment, every
 // target's verdict beside the figures behind it, tables of medians with
-// their ranges, and SVG charts, one line per server configuration.
+// their ranges, SVG charts with one line per server configuration, and,
+// when the run has them, the Python textbook servers set beside the Go
+// servers of their shapes with what a learner should take from them.
 //
 // Figures are medians over the repetitions of a cell, with min–max.
 // Comparisons between two servers are medians of same-run ratios: the
@@ -10,7 +12,8 @@
 // shared whatever the machine was doing then. Failed repetitions have no
 // figures: they are listed, and left out of every median and ratio.
 //
-// The charts, in charts/ beside REPORT.md, are SVG at 768 × 432 px:
+// The charts, in charts/ beside REPORT.md, are SVG at 768 × 432 px, the
+// legend under the plot:
 //
 //	throughput-<size>b-p<pipeline>.svg      frames/s against connections
 //	cpu-per-frame-<size>b-p<pipeline>.svg   server CPU µs per frame

@@ -2,6 +2,7 @@ package report
 
 import (
 	"cmp"
+	"context"
 	"maps"
 	"slices"
 	"strconv"
@@ -126,9 +127,13 @@ func modelOf(name string) string {
 }
 
 // width is the CPU budget a server configuration was given: event loops
-// for the gnet servers, GOMAXPROCS for the goroutine model, else the number
-// its name ends in. Servers of equal width are compared with each other.
+// for the gnet servers, GOMAXPROCS for the goroutine model, one for the
+// textbook servers (Python runs one thread at a time), else the number its
+// name ends in. Servers of equal width are compared with each other.
 func width(s results.Server) int {
+	if isTextbook(s) {
+		return 1
+	}
 	n := s.Loops
 	if s.Model == "goroutine" {
 		n = s.GOMAXPROCS
@@ -294,7 +299,15 @@ var (
 	bytesPerConn = func(c results.Idle) float64 { return c.BytesPerConn }
 	heldRSS      = func(c results.Idle) float64 { return float64(c.HeldRSS) }
 	held         = func(c results.Idle) float64 { return float64(c.Held) }
-	idleThreads  = func(c results.Idle) float64 { return float64(c.Threads) }
+	// opened is what was open when the memory was read; runs recorded
+	// before Open was kept have only Held.
+	opened = func(c results.Idle) float64 {
+		if c.Open > 0 {
+			return float64(c.Open)
+		}
+		return float64(c.Held)
+	}
+	idleThreads = func(c results.Idle) float64 { return float64(c.Threads) }
 )
 
 // goroutines summarises the goroutine counts the server reported; N is 0
@@ -327,12 +340,12 @@ func bottleneck(cs []results.Cell) (side string, agree, of int) {
 }
 
 // marginal is the memory each further connection costs between two idle
-// counts, from medians: (HeldRSS(n2)-HeldRSS(n1)) / (Held(n2)-Held(n1)).
+// counts, from medians: (HeldRSS(n2)-HeldRSS(n1)) / (Open(n2)-Open(n1)).
 // ok is false when either count has no figures or as many connections were
 // held at both.
 func marginal(lo, hi []results.Idle) (bytes float64, ok bool) {
 	r1, r2 := spread(idleByRep(lo, heldRSS)), spread(idleByRep(hi, heldRSS))
-	h1, h2 := spread(idleByRep(lo, held)), spread(idleByRep(hi, held))
+	h1, h2 := spread(idleByRep(lo, opened)), spread(idleByRep(hi, opened))
 	if r1.N == 0 || r2.N == 0 || h2.Median == h1.Median {
 		return 0, false
 	}
@@ -392,15 +405,31 @@ func (d *data) failures() []failure {
 	var fs []failure
 	for _, c := range d.run.Cells {
 		if c.Failed != "" {
-			fs = append(fs, failure{c.Server, cellName(c), c.Rep, c.Failed})
+			fs = append(fs, failure{c.Server, cellName(c), c.Rep, reason(c.Failed)})
 		}
 	}
 	for _, c := range d.run.Idle {
 		if c.Failed != "" {
-			fs = append(fs, failure{c.Server, "idle, " + connections(c.Conns), c.Rep, c.Failed})
+			fs = append(fs, failure{c.Server, "idle, " + connections(c.Conns), c.Rep, reason(c.Failed)})
 		}
 	}
 	return fs
+}
+
+// interrupted reports whether a repetition failed because the run was
+// stopped. Runs recorded before the harness said so give the error of
+// whichever step noticed the stop first ("load generator: context
+// canceled").
+func interrupted(failed string) bool {
+	return failed == results.Interrupted || strings.HasSuffix(failed, context.Canceled.Error())
+}
+
+// reason is why a repetition failed, in the report's words.
+func reason(failed string) string {
+	if interrupted(failed) {
+		return results.Interrupted
+	}
+	return failed
 }
 
 // cellName describes a load cell in words: "closed, 100 connections, 64 B,

@@ -134,9 +134,9 @@ func TestVerdict(t *testing.T) {
 	}{
 		{"at most, met", verdict{cpuTarget, r(1.06)}, true, -0.04, "1.06× met"},
 		{"at most, on the limit", verdict{cpuTarget, r(1.10)}, true, 0, "1.10× met"},
-		{"at most, missed", verdict{cpuTarget, r(1.25)}, false, 0.15, "1.25× **missed by 0.15× (14%)**"},
+		{"at most, missed", verdict{cpuTarget, r(1.25)}, false, 0.15, "1.25× **missed, 14% over**"},
 		{"at least, met", verdict{memGoTarget, r(12)}, true, -2, "12.0× met"},
-		{"at least, missed", verdict{memGoTarget, r(8)}, false, 2, "8.0× **missed by 2.0× (20%)**"},
+		{"at least, missed", verdict{memGoTarget, r(8)}, false, 2, "8.0× **missed, 20% short**"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,7 +45,9 @@ func (v verdict) Met() bool {
 }
 
 // Off is how far the median lies from the limit, in ratio units, positive
-// on the wrong side: 0.15 for 1.25× against ≤ 1.10×.
+// on the wrong side: 0.15 for 1.25× against ≤ 1.10×. It ranks verdicts;
+// the report shows it as a share of the limit (Miss), since a difference
+// of two ratios is not itself a ratio.
 func (v verdict) Off() float64 {
 	if v.atMost {
 		return v.Ratio.Median - v.limit
@@ -53,28 +55,35 @@ func (v verdict) Off() float64 {
 	return v.limit - v.Ratio.Median
 }
 
-// Short is the verdict in a table cell: "1.07× (1.05–1.09) met" or
-// "1.25× (1.22–1.30) **missed by 0.15× (14%)**".
+// Miss is how far a missed median lies past the limit, as a share of the
+// limit: "14% over" for 1.25× against ≤ 1.10×, "20% short" for 8.0×
+// against ≥ 10×.
+func (v verdict) Miss() string {
+	side := "over"
+	if !v.atMost {
+		side = "short"
+	}
+	return percent(v.Off()/v.limit) + " " + side
+}
+
+// Short is the verdict in a table cell, whose header names the target:
+// "1.07× (1.05–1.09) met" or "1.25× (1.22–1.30) **missed, 14% over**".
 func (v verdict) Short() string {
 	r := times.spread(v.Ratio)
 	if v.Met() {
 		return r + " met"
 	}
-	return fmt.Sprintf("%s **missed by %s (%s)**", r, times.format(v.Off()), percent(v.Off()/v.limit))
+	return r + " **missed, " + v.Miss() + "**"
 }
 
 // Long is the verdict in a sentence, with the target: "1.25× against
-// ≤ 1.10×: missed by 0.15× (14% over)".
+// ≤ 1.10×: **missed**, 14% over".
 func (v verdict) Long() string {
 	r := times.format(v.Ratio.Median) + " against " + v.target.String()
 	if v.Met() {
 		return fmt.Sprintf("%s: met, %s to spare", r, percent(-v.Off()/v.limit))
 	}
-	side := "over"
-	if !v.atMost {
-		side = "short"
-	}
-	return fmt.Sprintf("%s: **missed by %s** (%s %s)", r, times.format(v.Off()), percent(v.Off()/v.limit), side)
+	return r + ": **missed**, " + v.Miss()
 }
 
 func percent(f float64) string {

@@ -35,26 +35,34 @@ type Run struct {
 
 // Env is where the run happened.
 type Env struct {
-	CPUModel   string `json:"cpu_model"`
-	Cores      int    `json:"cores"`
-	Kernel     string `json:"kernel"`
-	GoVersion  string `json:"go_version"`
-	FDLimit    uint64 `json:"fd_limit"`    // soft RLIMIT_NOFILE of the processes
-	ServerCPUs string `json:"server_cpus"` // taskset CPU list the servers ran on
-	LoadCPUs   string `json:"load_cpus"`   // taskset CPU list the load generator ran on
-	Commit     string `json:"commit"`      // git commit of the tree built
-	Dirty      bool   `json:"dirty"`       // the tree had uncommitted changes
+	CPUModel  string `json:"cpu_model"`
+	Cores     int    `json:"cores"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	// PythonVersion is the Python that ran the textbook servers; empty
+	// when none ran.
+	PythonVersion string `json:"python_version,omitempty"`
+	FDLimit       uint64 `json:"fd_limit"`    // soft RLIMIT_NOFILE of the processes
+	ServerCPUs    string `json:"server_cpus"` // taskset CPU list the servers ran on
+	LoadCPUs      string `json:"load_cpus"`   // taskset CPU list the load generator ran on
+	Commit        string `json:"commit"`      // git commit of the tree built
+	Dirty         bool   `json:"dirty"`       // the tree had uncommitted changes
 }
 
 // Server is one server configuration of the matrix.
 type Server struct {
 	Name       string   `json:"name"`       // e.g. "eventloop-1", used by cells
-	Model      string   `json:"model"`      // eventloop, goroutine, gnet-plain
-	Loops      int      `json:"loops"`      // event loops (eventloop, gnet-plain)
+	Model      string   `json:"model"`      // eventloop, goroutine, gnet-plain, python-select, python-threads
+	Loops      int      `json:"loops"`      // event loops (eventloop, gnet-plain, python-select)
 	GOMAXPROCS int      `json:"gomaxprocs"` // set, or what the server's default came to
 	Args       []string `json:"args"`       // every flag it was started with
 	Reference  bool     `json:"reference"`  // the gnet-plain floor, not a contender
 }
+
+// Interrupted is the Failed reason of a repetition that the run was
+// stopped in the middle of (Ctrl-C, SIGTERM): it says nothing of the
+// server.
+const Interrupted = "interrupted: the run was stopped during this cell"
 
 // Cell kinds.
 const (
@@ -110,18 +118,24 @@ type Latency struct {
 }
 
 // Idle is one repetition of an idle-memory cell: Conns connections opened,
-// one verified round trip each, then held while the server's memory is read.
+// one verified round trip each, then held while the server's memory is
+// read, then one more verified round trip each.
 type Idle struct {
-	Server       string  `json:"server"`
-	Conns        int     `json:"conns"` // asked for
-	Held         int     `json:"held"`  // open and verified while measured
-	Rep          int     `json:"rep"`
-	BaselineRSS  int64   `json:"baseline_rss"`   // server RSS before the connections
-	HeldRSS      int64   `json:"held_rss"`       // server RSS while holding them
-	BytesPerConn float64 `json:"bytes_per_conn"` // (HeldRSS-BaselineRSS)/Held
-	Threads      int     `json:"threads"`
-	Goroutines   int     `json:"goroutines"` // -1 where not reported
-	Failed       string  `json:"failed,omitempty"`
+	Server string `json:"server"`
+	Conns  int    `json:"conns"` // asked for
+	// Open is how many were open when the memory was read (the
+	// generator's count as it began to hold them); 0 in runs recorded
+	// before it was kept, where Held stands in for it.
+	Open         int               `json:"open,omitempty"`
+	Held         int               `json:"held"`             // open to the end and verified by the last round trip
+	Errors       map[string]uint64 `json:"errors,omitempty"` // failed connections by kind
+	Rep          int               `json:"rep"`
+	BaselineRSS  int64             `json:"baseline_rss"`   // server RSS before the connections
+	HeldRSS      int64             `json:"held_rss"`       // server RSS while holding them
+	BytesPerConn float64           `json:"bytes_per_conn"` // (HeldRSS-BaselineRSS)/Open
+	Threads      int               `json:"threads"`
+	Goroutines   int               `json:"goroutines"` // -1 where not reported
+	Failed       string            `json:"failed,omitempty"`
 }
 
 // Save writes r as indented JSON to path.

@@ -1,7 +1,9 @@
 // Command echobench measures echoloop's event loop against the
-// goroutine-per-connection server, and both against gnet's minimal echo
-// loop, side by side: each server its own process pinned to its CPUs, the
-// load generator pinned to the others, every reply verified. It writes a
+// goroutine-per-connection server, both against gnet's minimal echo loop,
+// and all against the Python textbook pair (a select loop and a thread per
+// client, left out when there is no python3), side by side: each server its
+// own process pinned to its CPUs, the load generator pinned to the others,
+// every reply verified. It writes a
 // results folder: raw.json (every measurement), REPORT.md and charts.
 //
 //	go run ./cmd/echobench -profile quick          # a smoke test, under a minute
@@ -119,10 +121,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	cmdline := "go run ./cmd/echobench " + strings.Join(args, " ")
+	progress, stopProgress := newProgress(stderr)
 	res, runErr := harness.Run(ctx, harness.Options{
 		Profile: p, Root: root, ServerCPUs: *serverCPUs, LoadCPUs: *loadCPUs,
-		Label: *label, Command: strings.TrimSpace(cmdline), Progress: stderr,
+		Label: *label, Command: strings.TrimSpace(cmdline), Progress: progress,
 	})
+	stopProgress()
 	if res == nil {
 		fmt.Fprintf(stderr, "echobench: %v\n", runErr)
 		return exitFail

@@ -21,7 +21,7 @@ func TestBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"-profile", "huge"}, `-profile "huge": want one of full, levers, quick`},
-		{[]string{"-servers", "nope"}, `-servers: profile quick has no server "nope" (it has eventloop-1, goroutine-1, gnet-plain-1)`},
+		{[]string{"-servers", "nope"}, `-servers: profile quick has no server "nope" (it has eventloop-1, goroutine-1, gnet-plain-1, python-select, python-threads)`},
 		{[]string{"-reps", "-1"}, "-reps -1 is negative"},
 		{[]string{"-server-cpus", "1", "-load-cpus", "1"}, "must name different CPUs"},
 		{[]string{"-bogus"}, "flag provided but not defined: -bogus"},
@@ -52,8 +52,8 @@ func TestQuickProfile(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "[8/8]") {
-		t.Errorf("progress does not count the cells:\n%s", stderr.String())
+	if !strings.Contains(stderr.String(), "[7/8, ") || !strings.Contains(stderr.String(), "[8/8, took ") {
+		t.Errorf("progress does not count the cells with the time left:\n%s", stderr.String())
 	}
 	if !strings.Contains(stderr.String(), filepath.Join(dir, "REPORT.md")) {
 		t.Errorf("the last line does not name the report:\n%s", stderr.String())

@@ -12,7 +12,9 @@
 // and every reply verified; 1 on any mismatch, connection error or
 // connection not established, or when the run cannot start (fd limit, local
 // ports, interactive connection failed, or replies missing at its end); 2
-// for bad flags.
+// for bad flags; 3 when nothing failed but the server closed connections in
+// order before the run ended (a drain: every reply it sent verified, the
+// frames sent after its close unanswered).
 package main
 
 import (
@@ -43,9 +45,10 @@ func main() {
 
 // Exit statuses.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK      = 0
+	exitFail    = 1
+	exitUsage   = 2
+	exitDrained = 3 // load.Summary.Drained: not a failure, but not the whole run either
 )
 
 // flags holds the parsed command line.
@@ -250,10 +253,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "echoload: writing the summary: %v\n", err)
 		return exitFail
 	}
-	if !sum.OK {
-		return exitFail
+	switch {
+	case sum.OK:
+		return exitOK
+	case sum.Drained:
+		return exitDrained
 	}
-	return exitOK
+	return exitFail
 }
 
 // flagNames turns the library's field names in an option error into the

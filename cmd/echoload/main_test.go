@@ -147,7 +147,7 @@ func TestJSONSchema(t *testing.T) {
 	for _, k := range []string{"schema", "mode", "client", "framing", "size", "pipeline", "conns_asked", "conns_established",
 		"conns_held", "open_loop", "rate_offered", "warmup_s", "elapsed_s", "frames_sent", "frames_verified", "bytes_sent",
 		"bytes_received", "frames_per_s", "mb_per_s", "latency", "mismatches", "mismatch_samples", "errors", "errors_total",
-		"cpu", "fd_limit", "ok"} {
+		"conns_drained", "frames_unanswered", "cpu", "fd_limit", "ok", "drained"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("JSON summary lacks %q", k)
 		}

@@ -296,6 +296,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err != nil {
 		return usageErr(fmt.Errorf("-log: %w", err))
 	}
+	fdWas := softFDLimitAtStart() // before build raises the limit
 	srv, err := build(f, log)
 	if err != nil {
 		return usageErr(err)
@@ -331,7 +332,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		defer hs.Close()
 		metricsAddr = addr
 	}
-	logStart(log, srv, f, metricsAddr, memLimit)
+	logStart(log, srv, f, metricsAddr, memLimit, fdWas)
 
 	select {
 	case err := <-served:
@@ -397,7 +398,9 @@ func startFailed(stderr io.Writer, addr string, err error) int {
 	return exitFail
 }
 
-func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr, memLimit int64) {
+// logStart logs the start-up line; fdWas is the soft fd limit the process
+// started with, 0 if unknown.
+func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr, memLimit int64, fdWas uint64) {
 	cfg := srv.Config()
 	e := log.Info().Stringer("addr", srv.Addr()).Str("model", f.model)
 	if metrics != nil {
@@ -416,10 +419,13 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr, 
 	if f.model != model.Goroutine {
 		e = e.Int("loops", f.loops).Bool("lock_os_thread", f.lockOS).Bool("edge_triggered", f.edge)
 	}
+	if fdWas > 0 {
+		e = e.Uint64("fd_limit_was", fdWas)
+	}
 	e.Int("max_conns", cfg.MaxConns).Int("max_pending", cfg.MaxPending).
 		Int64("max_memory", cfg.MemoryBudget()).Int64("go_memory_limit", memLimit).
 		Stringer("idle_timeout", cfg.IdleTimeout).Stringer("write_timeout", cfg.WriteTimeout).
 		Stringer("frame_timeout", max(cfg.FrameTimeout, 0)).Stringer("linger", max(cfg.LingerTime, 0)).
-		Uint64("fd_limit", cfg.FDLimit.Cur).Uint64("fd_limit_was", cfg.FDLimit.Was).Uint64("fd_limit_hard", cfg.FDLimit.Max).
+		Uint64("fd_limit", cfg.FDLimit.Cur).Uint64("fd_limit_hard", cfg.FDLimit.Max).
 		Msg("listening")
 }

@@ -39,8 +39,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// child is the echoloop command running as a child process with its
-// JSON log lines parsed.
+// child is the echoloop command running as a child process with the JSON
+// lines of its stdout and stderr parsed; a line that is not JSON comes as
+// {"non_json": line}.
 type child struct {
 	cmd    *exec.Cmd
 	lines  chan map[string]any
@@ -51,17 +52,29 @@ type child struct {
 // it when the test ends.
 func startChild(t *testing.T, env []string, args ...string) *child {
 	t.Helper()
-	c := &child{
-		cmd:    exec.Command(os.Args[0], append([]string{"-log-format", "json", "-log-level", "debug"}, args...)...),
-		lines:  make(chan map[string]any, 1000),
-		exited: make(chan error, 1),
-	}
+	return startChildCmd(t, env, exec.Command(os.Args[0], childArgs(args)...))
+}
+
+// childArgs are the command-line arguments startChild runs the command with.
+func childArgs(args []string) []string {
+	return append([]string{"-log-format", "json", "-log-level", "debug"}, args...)
+}
+
+// startChildCmd is startChild for a command that ends in running os.Args[0]
+// with childArgs (through a shell, say).
+func startChildCmd(t *testing.T, env []string, cmd *exec.Cmd) *child {
+	t.Helper()
+	c := &child{cmd: cmd, lines: make(chan map[string]any, 1000), exited: make(chan error, 1)}
 	c.cmd.Env = append(append(os.Environ(), "ECHOLOOP_RUN_MAIN=1"), env...)
-	stderr, err := c.cmd.StderrPipe()
+	out, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.cmd.Start(); err != nil {
+	c.cmd.Stdout, c.cmd.Stderr = w, w // as 2>&1: gnet's own logger writes to stdout
+	err = c.cmd.Start()
+	w.Close()
+	if err != nil {
+		out.Close()
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -71,15 +84,17 @@ func startChild(t *testing.T, env []string, args ...string) *child {
 	})
 	go func() {
 		defer close(done)
+		defer out.Close()
 		defer close(c.lines)
-		sc := bufio.NewScanner(stderr)
+		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				select {
-				case c.lines <- rec:
-				default: // nobody is reading; drop
-				}
+			if json.Unmarshal(sc.Bytes(), &rec) != nil {
+				rec = map[string]any{"non_json": sc.Text()}
+			}
+			select {
+			case c.lines <- rec:
+			default: // nobody is reading; drop
 			}
 		}
 		c.exited <- c.cmd.Wait()

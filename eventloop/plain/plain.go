@@ -15,7 +15,9 @@ import (
 	"sync/atomic"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/rs/zerolog"
 
+	"echoloop/eventloop/internal/gnetlog"
 	"echoloop/eventloop/internal/listenaddr"
 )
 
@@ -26,6 +28,7 @@ var ErrServerClosed = errors.New("plain: server closed")
 type Server struct {
 	addr  string
 	loops int
+	log   zerolog.Logger
 	opts  []gnet.Option
 	ready chan struct{}
 	done  chan struct{}
@@ -36,13 +39,14 @@ type Server struct {
 }
 
 // New returns a server for addr (host:port) with loops event loops (0 means
-// 1). opts are passed to gnet after the server's own, for tuning
-// experiments.
-func New(addr string, loops int, opts ...gnet.Option) (*Server, error) {
+// 1). gnet's own lines go to log (the zero Logger drops them), as
+// component=gnet with its start-up chatter at debug level. opts are passed
+// to gnet after the server's own, for tuning experiments.
+func New(addr string, loops int, log zerolog.Logger, opts ...gnet.Option) (*Server, error) {
 	if loops < 0 {
 		return nil, fmt.Errorf("plain: %d loops is negative", loops)
 	}
-	return &Server{addr: addr, loops: max(loops, 1), opts: opts, ready: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Server{addr: addr, loops: max(loops, 1), log: log, opts: opts, ready: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 type echo struct {
@@ -75,7 +79,8 @@ func (e *echo) OnTraffic(c gnet.Conn) gnet.Action {
 func (s *Server) ListenAndServe() error {
 	defer close(s.done)
 	e := &echo{s: s}
-	opts := append([]gnet.Option{gnet.WithNumEventLoop(s.loops), gnet.WithReuseAddr(true)}, s.opts...)
+	defer gnetlog.Attach(s.log)()
+	opts := append([]gnet.Option{gnet.WithNumEventLoop(s.loops), gnet.WithReuseAddr(true), gnet.WithLogger(gnetlog.Logger{})}, s.opts...)
 	err := gnet.Run(e, "tcp://"+s.addr, opts...)
 	if !e.booted {
 		close(s.ready)

@@ -111,9 +111,9 @@ type Config struct {
 	// sent, counted as the server really holds them (buffer capacities, not
 	// just the bytes in use). Over it, the server closes the connections
 	// holding the most, with reason MemoryLimit, until it is back under.
-	// Zero means DefaultMaxMemory; a negative value means no budget. An event
-	// loop server with several loops evicts, on the loop where the budget
-	// is passed, among that loop's connections only.
+	// Zero means DefaultMaxMemory; a negative value means no budget. With several
+	// event loops, the loops agree on the server's biggest holders in a
+	// round across them, a few loop turns after the budget is passed.
 	MaxMemory int64
 
 	// LingerTime bounds a graceful close (see Reason.Lingers): after the

@@ -16,7 +16,7 @@ func fdReserve(limit uint64) uint64 { return min(FDReserve, limit/4) }
 
 // FDLimit is the process's RLIMIT_NOFILE.
 type FDLimit struct {
-	Was uint64 // soft limit before RaiseFDLimit
+	Was uint64 // soft limit before RaiseFDLimit (on Linux, already raised by the Go runtime to Max-1 if it was lower)
 	Cur uint64 // soft limit now
 	Max uint64 // hard limit
 }

@@ -7,6 +7,7 @@ package faultserver
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -35,9 +36,16 @@ type StallOnce struct {
 	For   time.Duration
 }
 
-func (DropByte) fault()    {}
-func (SwapReplies) fault() {}
-func (StallOnce) fault()   {}
+// CloseMidReply echoes frames but, at frame At of a connection (0-based),
+// writes half of its reply and closes the connection in order: a FIN after
+// the earlier replies, then what the client still sends is read and dropped
+// until it closes too.
+type CloseMidReply struct{ At int }
+
+func (DropByte) fault()      {}
+func (SwapReplies) fault()   {}
+func (StallOnce) fault()     {}
+func (CloseMidReply) fault() {}
 
 // Start starts a server with the given framing (used by the frame faults)
 // and fault, and returns its address.
@@ -163,6 +171,13 @@ func (s *server) echoFrames(c net.Conn) {
 						out = out[:0]
 					}
 					time.Sleep(f.For) // the planted fault: a server that stops answering
+				}
+			case CloseMidReply:
+				if seq == f.At {
+					_, _ = c.Write(append(out, reply[:len(reply)/2]...))
+					_ = c.(*net.TCPConn).CloseWrite()
+					_, _ = io.Copy(io.Discard, c)
+					return
 				}
 			}
 			s.frames.Add(1)
