@@ -54,11 +54,15 @@ func startProc(t *testing.T, args ...string) *proc {
 		exited: make(chan struct{}),
 	}
 	p.cmd.Env = append(os.Environ(), "ECHOLOOP_RUN_MAIN=1")
-	stderr, err := p.cmd.StderrPipe()
+	out, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
+	p.cmd.Stdout, p.cmd.Stderr = w, w // as 2>&1: gnet's own logger writes to stdout
+	err = p.cmd.Start()
+	w.Close()
+	if err != nil {
+		out.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -66,7 +70,8 @@ func startProc(t *testing.T, args ...string) *proc {
 		<-p.exited
 	})
 	go func() {
-		sc := bufio.NewScanner(stderr)
+		defer out.Close()
+		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var rec map[string]any
@@ -79,7 +84,7 @@ func startProc(t *testing.T, args ...string) *proc {
 			p.grew = make(chan struct{})
 			p.mu.Unlock()
 		}
-		_, _ = io.Copy(io.Discard, stderr)
+		_, _ = io.Copy(io.Discard, out)
 		p.err = p.cmd.Wait()
 		p.mu.Lock()
 		p.ended = true
@@ -197,6 +202,16 @@ func (p *proc) stop(t *testing.T) map[string]any {
 	p.signal(t, syscall.SIGTERM)
 	p.waitExit(t)
 	return p.waitLog(t, "stopped")
+}
+
+// stopDelayed stops a process started with a long -drain-delay: SIGTERM,
+// then once the delay has begun another, which cuts it short; it checks a
+// clean exit and returns the "stopped" line.
+func (p *proc) stopDelayed(t *testing.T) map[string]any {
+	t.Helper()
+	p.signal(t, syscall.SIGTERM)
+	p.waitLog(t, "shutting down: not ready, still serving until the drain")
+	return p.stop(t)
 }
 
 // httpGet returns the status and body of a GET of url.
