@@ -248,6 +248,20 @@ func checkLoad(t *testing.T, what string, sum *load.Summary) {
 	}
 }
 
+// haproxyPath finds haproxy on PATH, or where Debian and others install it
+// (sbin, which a user's PATH may lack); "" if it is not installed.
+func haproxyPath() string {
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/haproxy", "/usr/local/sbin/haproxy"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
 // TestHAProxy runs a real HAProxy in front of two echoloop processes that
 // expect the PROXY protocol from 127.0.0.1, and 1,000 verified connections
 // through it from four source addresses, 127.0.0.1 to 127.0.0.4: every reply
@@ -260,8 +274,8 @@ func checkLoad(t *testing.T, what string, sum *load.Summary) {
 // connection, and once it has exited a new load is served by the other.
 // It skips when haproxy is not installed.
 func TestHAProxy(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
+	bin := haproxyPath()
+	if bin == "" {
 		t.Skip("haproxy is not on PATH, so the tests behind a real load balancer do not run; " +
 			"install it to run them (Debian, Ubuntu: apt-get install -y haproxy; Fedora: dnf install haproxy; macOS: brew install haproxy)")
 	}
