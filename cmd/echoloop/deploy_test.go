@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -95,4 +97,28 @@ func parseDeployFlags(t *testing.T, args []string) *flags {
 		t.Fatalf("echoloop %s: %v", strings.Join(args, " "), err)
 	}
 	return f
+}
+
+// TestREADMEFlags checks that the README's flag table has a row for every
+// flag -h lists.
+func TestREADMEFlags(t *testing.T) {
+	var usage bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &usage); code != exitOK {
+		t.Fatalf("-h: exit %d", code)
+	}
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(b), "\n## Flags\n")
+	table, _, _ = strings.Cut(table, "\n## ")
+	names := regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1)
+	if len(names) < 20 {
+		t.Fatalf("found %d flags in the usage:\n%s", len(names), usage.String())
+	}
+	for _, m := range names {
+		if !strings.Contains(table, "`-"+m[1]+"`") {
+			t.Errorf("README's flag table has no `-%s`", m[1])
+		}
+	}
 }

@@ -432,6 +432,7 @@ func TestReusePortShare(t *testing.T) {
 
 			// The frames a connection sent before the signal are answered.
 			for i, c := range hold {
+				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 				var msgs strings.Builder
 				for k := range batch {
 					fmt.Fprintf(&msgs, "held %d frame %d\n", i, k)
