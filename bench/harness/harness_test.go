@@ -236,3 +236,27 @@ func children() []string {
 	}
 	return kids
 }
+
+// TestBuildAt builds echoloop as it is at HEAD from an export of the
+// revision, and refuses a revision that does not exist, naming it.
+func TestBuildAt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	root, _ := filepath.Abs("../..")
+	if err := exec.Command("git", "-C", root, "rev-parse", "--verify", "HEAD").Run(); err != nil {
+		t.Skip("not a git checkout")
+	}
+	dir := t.TempDir()
+	bin, err := buildAt(context.Background(), root, "HEAD", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-h").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Usage: echoloop") {
+		t.Errorf("the baseline binary's -h: %v\n%s", err, out)
+	}
+	if _, err := buildAt(context.Background(), root, "no-such-revision", dir); err == nil || !strings.Contains(err.Error(), "no-such-revision") {
+		t.Errorf("a bad revision: %v, want an error naming it", err)
+	}
+}
