@@ -305,7 +305,7 @@ func (l *loopState) checkBusy() {
 		case e.paused && pending <= opts.MaxPending/2:
 			l.unpause(c)
 			_ = c.gc.Wake(nil) // serve what was kept meanwhile
-		case !e.paused && e.frameStart != 0 && opts.FrameTimeoutOn() &&
+		case !e.paused && !c.Paused() && e.frameStart != 0 && opts.FrameTimeoutOn() &&
 			time.Duration(now-e.frameStart) >= opts.FrameTimeout:
 			l.closeFor(c, session.SlowFrame)
 			continue

@@ -36,6 +36,16 @@ type loopState struct {
 	copied int64
 
 	sweepTask gnet.Runnable // sweep as a Runnable, made once
+
+	// The mailbox of frames sent through AsyncConns, and what flushMail
+	// reuses from one flush to the next; see mail.go.
+	mail        mailbox
+	flushTask   gnet.Runnable
+	spareFrames []byte
+	spareSends  []mail
+	next        []int32
+	fans        []fanout
+	fanIndex    map[*conn]int
 }
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {
@@ -47,6 +57,8 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		l.sweep()
 		return nil
 	})
+	l.flushTask = gnet.RunnableFunc(l.runFlush)
+	l.fanIndex = make(map[*conn]int)
 	return l
 }
 
@@ -184,6 +196,9 @@ func (l *loopState) drain(force bool) {
 }
 
 func (l *loopState) drained(c *conn) bool {
+	if c.Paused() {
+		return false // the handler has frames to answer first
+	}
 	if e := c.ext; e != nil {
 		if e.paused || e.lingering || len(e.in) > 0 && len(e.in) >= c.Need() {
 			return false // paused, already closing, or a complete frame is waiting

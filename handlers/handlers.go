@@ -58,6 +58,17 @@ type Conn interface {
 	// so far are written. No further frames are served.
 	Close()
 
+	// Pause asks the server to serve none of this connection's frames after
+	// the current one until Resume is called on its AsyncConn: for a handler
+	// that has taken on all the work it can. The frames already read wait,
+	// in order. The goroutine model stops reading the socket meanwhile, so
+	// TCP flow control slows the peer down; the event loop cannot stop gnet
+	// reading, so it keeps what arrives, up to the server's MaxPending, and
+	// closes the connection as "slow consumer" past that. Replies and Sends
+	// are still written while paused. Pause during OpenConn pauses before
+	// the first frame.
+	Pause()
+
 	// Async returns a handle for this connection that is safe to use from
 	// any goroutine for as long as the program likes; after the connection
 	// closes its methods return ErrClosed.
@@ -72,14 +83,26 @@ type AsyncConn interface {
 	ID() uint64
 
 	// Send encodes payload as one frame and queues it for the connection.
-	// The payload is copied before Send returns. Frames sent from one
-	// goroutine arrive in the order sent; their order against replies queued
-	// by ServeFrame is not defined. It returns ErrClosed once the connection
-	// is closed, or an error from the framing.
+	// The payload is copied before Send returns. Send never waits for the
+	// connection's socket, so one slow peer cannot hold up the goroutine
+	// that writes to many: the frames queued for a connection are written
+	// together, by the event loop once per loop turn, by the goroutine
+	// model as soon as its previous write is done. Frames sent from one
+	// goroutine arrive in the order sent; their order against replies
+	// queued by ServeFrame is not defined. A connection whose queued frames
+	// pass the server's MaxPending is closed as "slow consumer". It returns
+	// ErrClosed once the connection is closed (frames sent while it closes
+	// are dropped), or an error from the framing.
 	Send(payload []byte) error
 
 	// Close closes the connection once what is queued for it is written.
 	Close() error
+
+	// Resume ends the pause that Conn.Pause started: the server serves the
+	// frames that waited, then reads on. Call it once per Pause, after the
+	// Pause; a Resume that arrives while the connection is not paused ends
+	// the next pause as soon as it starts.
+	Resume() error
 }
 
 // Handler serves frames. ServeFrame is called once per complete frame; frame

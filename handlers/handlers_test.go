@@ -21,6 +21,7 @@ type recorder struct {
 func (r *recorder) ID() uint64                         { return 1 }
 func (r *recorder) RemoteAddr() net.Addr               { return nil }
 func (r *recorder) Close()                             { r.closed = true }
+func (r *recorder) Pause()                             {}
 func (r *recorder) Async() handlers.AsyncConn          { return nil }
 func (r *recorder) Reply(p []byte) error               { r.replies = append(r.replies, string(p)); return nil }
 func (r *recorder) serve(h handlers.Handler, f string) { h.ServeFrame(r, []byte(f)) }

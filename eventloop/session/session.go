@@ -51,6 +51,8 @@ type Session struct {
 	scanned   int32    // bytes of the partial frame the codec has seen; see Serve
 	framesOut int32    // replies queued during the current call
 	opened    bool     // counted by Counters.TryOpen
+	paused    bool     // the handler paused the connection; see Pause
+	early     bool     // a Resume came before its Pause; see Resume
 }
 
 // closing is why a connection is closing and what caused it.
@@ -86,6 +88,30 @@ func (s *Session) Reply(payload []byte) error {
 
 // Close implements handlers.Conn.
 func (s *Session) Close() { s.CloseFor(HandlerClosed, nil) }
+
+// Pause implements handlers.Conn: Serve serves no more frames until
+// Resume. The model keeps the rest of the input meanwhile.
+func (s *Session) Pause() {
+	if s.early {
+		s.early = false // its Resume is in already
+		return
+	}
+	s.paused = true
+}
+
+// Paused says whether the handler has paused the connection.
+func (s *Session) Paused() bool { return s.paused }
+
+// Resume ends a pause: the model calls it, on the goroutine that drives the
+// session, when the handler's AsyncConn.Resume reaches it. A Resume with no
+// pause in effect ends the next one as soon as it starts.
+func (s *Session) Resume() {
+	if s.paused {
+		s.paused = false
+	} else {
+		s.early = true
+	}
+}
 
 // CloseFor marks the connection as closing for r, caused by err (may be
 // nil). The first reason recorded wins. The server model still has to write
@@ -130,7 +156,9 @@ func (s *Session) Open(c handlers.Conn, out *[]byte) {
 //
 // Serve stops early when the connection starts closing (Closing() != Open):
 // a frame over the limit, a bad reply, or the handler's Close. Replies to the
-// frames before that are in *out and should still be written.
+// frames before that are in *out and should still be written. It also stops
+// after a frame whose handler paused the connection (Paused), and serves
+// nothing while paused.
 //
 // in must start with the bytes the previous Serve left unused (the partial
 // frame, unchanged), followed by what arrived since: Serve resumes a
@@ -142,7 +170,7 @@ func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 	s.need = 0
 	scanned := int(s.scanned)
 	codec, handler := s.sh.Config.Codec, s.sh.Config.Handler
-	for s.closing == nil {
+	for s.closing == nil && !s.paused {
 		payload, used, err := frame.DecodeFrom(codec, in[n:], scanned)
 		scanned = 0
 		if err != nil {
@@ -186,10 +214,11 @@ func (s *Session) flushCounts() {
 	}
 }
 
-// CountAsyncFrame counts one frame sent through the connection's AsyncConn;
-// the model counts its bytes with CountWritten. Unlike the other methods,
-// CountAsyncFrame and CountWritten are safe from any goroutine.
-func (s *Session) CountAsyncFrame() { s.sh.Counters.framesOut.Add(1) }
+// CountAsyncFrames counts n frames sent through the connection's
+// AsyncConn; the model counts their bytes with CountWritten. Unlike the
+// other methods, CountAsyncFrames and CountWritten are safe from any
+// goroutine.
+func (s *Session) CountAsyncFrames(n int) { s.sh.Counters.framesOut.Add(int64(n)) }
 
 // CountWritten adds n bytes of encoded replies to the BytesOut counter.
 func (s *Session) CountWritten(n int) {
