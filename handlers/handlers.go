@@ -23,6 +23,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"echoloop/eventloop/frame"
 )
@@ -34,6 +35,10 @@ var (
 	// ErrClosed means the connection is closed or closing: the reply was not
 	// queued.
 	ErrClosed = errors.New("handlers: connection closed")
+
+	// ErrConfig means New was given a setting the handler cannot use, such
+	// as a negative work time or pool size.
+	ErrConfig = errors.New("handlers: bad configuration")
 )
 
 // Conn is a connection as a handler sees it while serving one of its frames.
@@ -135,18 +140,42 @@ type FramingChecker interface {
 }
 
 // Config carries the settings a handler may take from the command line.
+// Each handler reads only its own fields.
 type Config struct {
 	// Reply is the ack handler's message; empty means DefaultAckReply.
 	Reply string
+
+	// EchoSelf makes the broadcast handler send each frame back to its
+	// sender too. Default off: the sender gets nothing back.
+	EchoSelf bool
+
+	// Work is the simulated work per frame of the work and block handlers.
+	// Zero means DefaultWork; a negative value is an error. Use a tiny
+	// value such as 1ns for (almost) no work.
+	Work time.Duration
+
+	// Workers is the size of the work handler's pool. Zero means
+	// DefaultWorkers; a negative value is an error.
+	Workers int
+
+	// Ping makes the work and block handlers answer a frame that starts
+	// with "ping" at once, as echo does, without the work: a probe for
+	// what the work does to everyone else's round trips. Default off.
+	Ping bool
 }
 
 // DefaultAckReply is what the ack handler answers unless told otherwise.
 const DefaultAckReply = "Message received!"
 
-var registry = map[string]func(Config) Handler{
-	"echo":    func(Config) Handler { return Echo{} },
-	"ack":     func(cfg Config) Handler { return NewAck(cfg.Reply) },
-	"discard": func(Config) Handler { return Discard{} },
+var registry = map[string]func(Config) (Handler, error){
+	"echo":      func(Config) (Handler, error) { return Echo{}, nil },
+	"ack":       func(cfg Config) (Handler, error) { return NewAck(cfg.Reply), nil },
+	"discard":   func(Config) (Handler, error) { return Discard{}, nil },
+	"broadcast": func(cfg Config) (Handler, error) { return NewBroadcast(cfg.EchoSelf), nil },
+	"work": func(cfg Config) (Handler, error) {
+		return NewWork(WorkOptions{Work: cfg.Work, Workers: cfg.Workers, Ping: cfg.Ping})
+	},
+	"block": func(cfg Config) (Handler, error) { return NewBlock(cfg.Work, cfg.Ping) },
 }
 
 // Names lists the handlers New knows, sorted.
@@ -165,5 +194,5 @@ func New(name string, cfg Config) (Handler, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
 	}
-	return mk(cfg), nil
+	return mk(cfg)
 }

@@ -58,7 +58,7 @@ func TestUnknownHandler(t *testing.T) {
 	if !errors.Is(err, handlers.ErrUnknown) {
 		t.Fatalf("err = %v, want ErrUnknown", err)
 	}
-	if !strings.Contains(err.Error(), "known: ack, discard, echo") {
+	if !strings.Contains(err.Error(), "known: ack, block, broadcast, discard, echo, work") {
 		t.Errorf("error %q does not list the known handlers", err)
 	}
 }
@@ -99,5 +99,5 @@ func ExampleNew() {
 	fmt.Println(err)
 	// Output:
 	// [got it]
-	// handlers: unknown handler "nope" (known: ack, discard, echo)
+	// handlers: unknown handler "nope" (known: ack, block, broadcast, discard, echo, work)
 }
