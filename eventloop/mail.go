@@ -51,10 +51,10 @@ const mailRecord = 16
 
 // mailFlushAt is how much the mailbox may hold before the loop flushes it at
 // the end of a read rather than of the turn.
-const mailFlushAt = 1 << 20
+const mailFlushAt = 4 << 20
 
 // maxKeptMail is the largest frame buffer a loop keeps for the next flush.
-const maxKeptMail = 4 << 20
+const maxKeptMail = 8 << 20
 
 // post queues payload, encoded, for c, and has c's loop flush it. The
 // payload is copied before post returns.
