@@ -56,8 +56,15 @@ func (a asyncConn) Send(payload []byte) error {
 		return err
 	}
 	if len(queued)+len(b.writing) > c.srv.opts.MaxPending {
-		b.queued = queued[:n]
+		// Too slow: nothing more is queued, and what is goes (a running
+		// writer drops it; otherwise it goes now).
+		b.queued, b.broken = queued[:n], true
+		if !b.running {
+			b.queued, b.frames = nil, 0
+		}
+		delta := b.recount()
 		b.mu.Unlock()
+		c.addHeld(delta)
 		c.cut()
 		return handlers.ErrClosed
 	}
