@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"echoloop/bench/model"
 	"echoloop/bench/servertest"
 	"echoloop/eventloop/frame"
 	"echoloop/eventloop/session"
@@ -114,6 +115,21 @@ func TestBroadcast(t *testing.T) {
 		if st := srv.Stats(); st.FramesIn != clients*frames || st.Closes[session.SlowConsumer] != 0 {
 			t.Errorf("frames in %d, closes %v: want %d in and no slow consumers", st.FramesIn, st.Closes, clients*frames)
 		}
+		for _, cl := range cls {
+			cl.Conn.Close()
+		}
+		waitNothingHeld(t, srv)
+	})
+}
+
+// waitNothingHeld waits until every connection is closed and the server
+// counts no memory held for clients: frames queued for a receiver were all
+// given back, written or dropped.
+func waitNothingHeld(t *testing.T, srv model.Server) {
+	t.Helper()
+	servertest.Until(t, servertest.IOTimeout, "every connection closed, nothing held", func() (bool, string) {
+		st := srv.Stats()
+		return st.ConnsOpen == 0 && st.MemoryHeld == 0, fmt.Sprintf("%d open, %d bytes held", st.ConnsOpen, st.MemoryHeld)
 	})
 }
 
@@ -183,6 +199,10 @@ func TestBroadcastSlowReceiver(t *testing.T) {
 		if st := srv.Stats(); st.ConnsOpen != clients {
 			t.Errorf("%d connections open, want the %d that read", st.ConnsOpen, clients)
 		}
+		for _, cl := range cls {
+			cl.Conn.Close()
+		}
+		waitNothingHeld(t, srv)
 	})
 }
 
@@ -321,4 +341,39 @@ func pipeline(conn net.Conn, codec frame.Codec, payloads [][]byte, r *rand.Rand)
 		}
 	}
 	return <-wrote
+}
+
+// TestSendThenClose sends frames from another goroutine and closes through
+// the AsyncConn right after: every frame sent before the close arrives,
+// in order, then EOF.
+func TestSendThenClose(t *testing.T) {
+	const frames = 2000
+	eachModel(t, func(t *testing.T, m string) {
+		h := handlers.HandlerFunc(func(c handlers.Conn, f []byte) {
+			ac := c.Async()
+			go func() {
+				for i := range frames {
+					if err := ac.Send(fmt.Appendf(nil, "%d", i)); err != nil {
+						panic(err)
+					}
+				}
+				if err := ac.Close(); err != nil {
+					panic(err)
+				}
+			}()
+		})
+		srv := start(t, m, frame.Line{}, h)
+		cl := servertest.NewClient(servertest.Dial(t, srv.Addr()), frame.Line{})
+		if err := cl.Send([]byte("go")); err != nil {
+			t.Fatal(err)
+		}
+		for i := range frames {
+			if got := recv(t, cl); got != fmt.Sprint(i) {
+				t.Fatalf("frame %d = %q", i, got)
+			}
+		}
+		if _, err := cl.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("after the last frame: %v, want EOF", err)
+		}
+	})
 }
