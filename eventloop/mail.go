@@ -14,16 +14,17 @@ import (
 // another loop, or this loop serving another connection's frame), encodes
 // the frame into the mailbox under a short lock and never touches a socket.
 // The loop empties the mailbox in a task that the first Send since the last
-// flush queues; gnet runs queued tasks once it has handled the sockets that
-// were ready together, so the flush comes at the end of a loop turn. It
-// groups the frames by connection, in the order they were sent, and writes
-// each connection's frames with one write: a frame broadcast to 1,000
-// connections by each of 50 senders in one turn costs 1,000 writes, not
-// 50,000. This is nats-server's flushClients (append to each receiver's
-// pending output while reading, flush each receiver once at the end),
-// over a loop turn rather than over one read. A mailbox past mailFlushAt
-// is flushed at the end of the read that filled it instead, so a large
-// fan-out does not pile up for a whole turn.
+// flush queues. gnet runs queued tasks at the end of a loop turn, after the
+// sockets that were ready together with the task's wake-up (for a Send made
+// during a turn that is the next turn, which is over at once when no other
+// socket is ready). The flush groups the frames by connection, in the order
+// they were sent, and writes each connection's frames with one write: a
+// frame broadcast to 1,000 connections by each of 50 senders in one turn
+// costs 1,000 writes, not 50,000. This is nats-server's flushClients (append
+// to each receiver's pending output while reading, flush each receiver once
+// at the end), over a loop turn rather than over one read. A mailbox past
+// mailFlushAt is flushed at the end of the read that filled it instead, so a
+// large fan-out does not pile up for a whole turn.
 //
 // Every byte in the mailbox counts toward the memory budget until it is
 // flushed. Flushed frames join each connection's pending output, where the
