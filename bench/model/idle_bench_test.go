@@ -23,11 +23,15 @@ import (
 )
 
 // TestMain lets the test binary double as the connection holder for
-// BenchmarkIdleConns: one process cannot hold both ends of 19,000
-// connections under a 20,000 descriptor limit.
+// BenchmarkIdleConns (one process cannot hold both ends of 19,000
+// connections under a 20,000 descriptor limit), and as the chat clients of
+// BenchmarkBroadcast (so the server's CPU time is measured alone).
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("ECHOLOOP_HOLD"); spec != "" {
 		os.Exit(holdConns(spec))
+	}
+	if spec := os.Getenv("ECHOLOOP_CHAT"); spec != "" {
+		os.Exit(chatClients(spec))
 	}
 	os.Exit(m.Run())
 }
