@@ -411,7 +411,7 @@ func (l *loopState) checkBusy() {
 				l.closeHeader(c)
 				continue
 			}
-		case !e.paused && e.frameStart != 0 && opts.FrameTimeoutOn() &&
+		case !e.paused && !c.Paused() && e.frameStart != 0 && opts.FrameTimeoutOn() &&
 			time.Duration(now-e.frameStart) >= opts.FrameTimeout:
 			l.closeFor(c, session.SlowFrame)
 			continue

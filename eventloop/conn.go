@@ -62,29 +62,40 @@ var _ handlers.AsyncConn = asyncConn{}
 
 func (a asyncConn) ID() uint64 { return a.c.ID() }
 
-// Send encodes payload on the calling goroutine and has the loop write it
-// after the replies already queued.
+// Send encodes payload into the loop's mailbox, on the calling goroutine;
+// the loop writes it with the connection's other frames of the turn (see
+// mail.go).
 func (a asyncConn) Send(payload []byte) error {
 	if a.c.closed.Load() {
 		return handlers.ErrClosed
 	}
-	buf, err := a.c.Codec().Append(nil, payload)
-	if err != nil {
-		return err
-	}
-	return a.onLoop(func() {
-		a.c.write(buf)
-		a.c.CountAsyncFrame()
-	})
+	return a.c.loop.post(a.c, payload)
 }
 
 // Close records the reason and closes on the loop, so the session is only
-// ever touched there.
+// ever touched there. Frames sent before it are written first.
 func (a asyncConn) Close() error {
 	return a.onLoop(func() {
+		l := a.c.loop
+		l.flushMail(nil)
+		if a.c.closed.Load() {
+			return // the flush found it too slow, or over the memory budget
+		}
 		a.c.CloseFor(session.HandlerClosed, nil)
-		if a.c.loop.linger(a.c) {
+		if l.linger(a.c) {
 			_ = a.c.gc.EventLoop().Close(a.c.gc)
+		}
+	})
+}
+
+// Resume ends the handler's pause on the loop, and has the loop serve the
+// frames that waited.
+func (a asyncConn) Resume() error {
+	return a.onLoop(func() {
+		c := a.c
+		c.Resume()
+		if !c.Paused() && c.ext != nil && len(c.ext.in) > 0 {
+			_ = c.gc.Wake(nil) // OnTraffic serves what was kept
 		}
 	})
 }

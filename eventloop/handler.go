@@ -120,6 +120,9 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.closed.Load() {
 		return gnet.None // the write failed and gnet has closed c
 	}
+	if l.mail.bytes.Load() >= mailFlushAt && l.flushMail(c) {
+		return gnet.Close // a big fan-out is written now; c was too slow or evicted
+	}
 	if c.Closing() == session.Open && gc.OutboundBuffered() > s.opts.MaxPending {
 		l.pause(c)
 	}
@@ -148,24 +151,37 @@ func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) 
 		return gnet.Close, false
 	case e != nil && e.header:
 		return l.header(c, in)
+	case c.Paused():
+		return h.keep(c, in), false // until the handler resumes it
 	case e != nil && e.paused:
 		if c.gc.OutboundBuffered() > s.opts.MaxPending/2 {
-			// The peer is still not reading its replies. gnet cannot stop
-			// reading, so keep the input, but bound it too.
-			if len(c.ext.in)+len(in) > s.opts.MaxPending {
-				c.CloseFor(session.SlowConsumer, nil)
-				return gnet.Close, false
-			}
-			l.stash(c, in)
-			if l.settle(c, c) {
-				return gnet.Close, false
-			}
-			return gnet.None, false
+			return h.keep(c, in), false // the peer is still not reading its replies
 		}
 		l.unpause(c)
 	}
 	l.serve(c, in)
 	return gnet.None, true
+}
+
+// keep holds in, unserved, while c is paused. gnet cannot stop reading, so
+// the input kept is bounded too: past MaxPending, c is closed as
+// SlowConsumer.
+func (h *handler) keep(c *conn, in []byte) gnet.Action {
+	kept := 0
+	if c.ext != nil {
+		kept = len(c.ext.in)
+	}
+	if kept+len(in) > h.srv.opts.MaxPending {
+		c.CloseFor(session.SlowConsumer, nil)
+		return gnet.Close
+	}
+	if len(in) > 0 {
+		c.loop.stash(c, in)
+	}
+	if c.loop.settle(c, c) {
+		return gnet.Close
+	}
+	return gnet.None
 }
 
 // action closes the connection once its session is closing: gracefully

@@ -39,6 +39,16 @@ type loopState struct {
 	copied int64
 
 	sweepTask gnet.Runnable // sweep as a Runnable, made once
+
+	// The mailbox of frames sent through AsyncConns, and what flushMail
+	// reuses from one flush to the next; see mail.go.
+	mail        mailbox
+	flushTask   gnet.Runnable
+	spareFrames []byte
+	spareSends  []mail
+	next        []int32
+	fans        []fanout
+	fanIndex    map[*conn]int
 }
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {
@@ -50,6 +60,8 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		l.sweep()
 		return nil
 	})
+	l.flushTask = gnet.RunnableFunc(l.runFlush)
+	l.fanIndex = make(map[*conn]int)
 	return l
 }
 
@@ -196,6 +208,9 @@ func (l *loopState) drain(force bool) {
 }
 
 func (l *loopState) drained(c *conn) bool {
+	if c.Paused() {
+		return false // the handler has frames to answer first
+	}
 	if e := c.ext; e != nil {
 		if e.header {
 			return true // never opened: nothing to answer

@@ -23,6 +23,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"echoloop/eventloop/frame"
 )
@@ -34,6 +35,10 @@ var (
 	// ErrClosed means the connection is closed or closing: the reply was not
 	// queued.
 	ErrClosed = errors.New("handlers: connection closed")
+
+	// ErrConfig means New was given a setting the handler cannot use, such
+	// as a negative work time or pool size.
+	ErrConfig = errors.New("handlers: bad configuration")
 )
 
 // Conn is a connection as a handler sees it while serving one of its frames.
@@ -58,6 +63,17 @@ type Conn interface {
 	// so far are written. No further frames are served.
 	Close()
 
+	// Pause asks the server to serve none of this connection's frames after
+	// the current one until Resume is called on its AsyncConn: for a handler
+	// that has taken on all the work it can. The frames already read wait,
+	// in order. The goroutine model stops reading the socket meanwhile, so
+	// TCP flow control slows the peer down; the event loop cannot stop gnet
+	// reading, so it keeps what arrives, up to the server's MaxPending, and
+	// closes the connection as "slow consumer" past that. Replies and Sends
+	// are still written while paused. Pause during OpenConn pauses before
+	// the first frame.
+	Pause()
+
 	// Async returns a handle for this connection that is safe to use from
 	// any goroutine for as long as the program likes; after the connection
 	// closes its methods return ErrClosed.
@@ -72,14 +88,26 @@ type AsyncConn interface {
 	ID() uint64
 
 	// Send encodes payload as one frame and queues it for the connection.
-	// The payload is copied before Send returns. Frames sent from one
-	// goroutine arrive in the order sent; their order against replies queued
-	// by ServeFrame is not defined. It returns ErrClosed once the connection
-	// is closed, or an error from the framing.
+	// The payload is copied before Send returns. Send never waits for the
+	// connection's socket, so one slow peer cannot hold up the goroutine
+	// that writes to many: the frames queued for a connection are written
+	// together, by the event loop once per loop turn, by the goroutine
+	// model as soon as its previous write is done. Frames sent from one
+	// goroutine arrive in the order sent; their order against replies
+	// queued by ServeFrame is not defined. A connection whose queued frames
+	// pass the server's MaxPending is closed as "slow consumer". It returns
+	// ErrClosed once the connection is closed (frames sent while it closes
+	// are dropped), or an error from the framing.
 	Send(payload []byte) error
 
 	// Close closes the connection once what is queued for it is written.
 	Close() error
+
+	// Resume ends the pause that Conn.Pause started: the server serves the
+	// frames that waited, then reads on. Call it once per Pause, after the
+	// Pause; a Resume that arrives while the connection is not paused ends
+	// the next pause as soon as it starts.
+	Resume() error
 }
 
 // Handler serves frames. ServeFrame is called once per complete frame; frame
@@ -112,18 +140,42 @@ type FramingChecker interface {
 }
 
 // Config carries the settings a handler may take from the command line.
+// Each handler reads only its own fields.
 type Config struct {
 	// Reply is the ack handler's message; empty means DefaultAckReply.
 	Reply string
+
+	// EchoSelf makes the broadcast handler send each frame back to its
+	// sender too. Default off: the sender gets nothing back.
+	EchoSelf bool
+
+	// Work is the simulated work per frame of the work and block handlers.
+	// Zero means DefaultWork; a negative value is an error. Use a tiny
+	// value such as 1ns for (almost) no work.
+	Work time.Duration
+
+	// Workers is the size of the work handler's pool. Zero means
+	// DefaultWorkers; a negative value is an error.
+	Workers int
+
+	// Ping makes the work and block handlers answer a frame that starts
+	// with "ping" at once, as echo does, without the work: a probe for
+	// what the work does to everyone else's round trips. Default off.
+	Ping bool
 }
 
 // DefaultAckReply is what the ack handler answers unless told otherwise.
 const DefaultAckReply = "Message received!"
 
-var registry = map[string]func(Config) Handler{
-	"echo":    func(Config) Handler { return Echo{} },
-	"ack":     func(cfg Config) Handler { return NewAck(cfg.Reply) },
-	"discard": func(Config) Handler { return Discard{} },
+var registry = map[string]func(Config) (Handler, error){
+	"echo":      func(Config) (Handler, error) { return Echo{}, nil },
+	"ack":       func(cfg Config) (Handler, error) { return NewAck(cfg.Reply), nil },
+	"discard":   func(Config) (Handler, error) { return Discard{}, nil },
+	"broadcast": func(cfg Config) (Handler, error) { return NewBroadcast(cfg.EchoSelf), nil },
+	"work": func(cfg Config) (Handler, error) {
+		return NewWork(WorkOptions{Work: cfg.Work, Workers: cfg.Workers, Ping: cfg.Ping})
+	},
+	"block": func(cfg Config) (Handler, error) { return NewBlock(cfg.Work, cfg.Ping) },
 }
 
 // Names lists the handlers New knows, sorted.
@@ -142,5 +194,5 @@ func New(name string, cfg Config) (Handler, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
 	}
-	return mk(cfg), nil
+	return mk(cfg)
 }

@@ -21,6 +21,7 @@ type recorder struct {
 func (r *recorder) ID() uint64                         { return 1 }
 func (r *recorder) RemoteAddr() net.Addr               { return nil }
 func (r *recorder) Close()                             { r.closed = true }
+func (r *recorder) Pause()                             {}
 func (r *recorder) Async() handlers.AsyncConn          { return nil }
 func (r *recorder) Reply(p []byte) error               { r.replies = append(r.replies, string(p)); return nil }
 func (r *recorder) serve(h handlers.Handler, f string) { h.ServeFrame(r, []byte(f)) }
@@ -57,7 +58,7 @@ func TestUnknownHandler(t *testing.T) {
 	if !errors.Is(err, handlers.ErrUnknown) {
 		t.Fatalf("err = %v, want ErrUnknown", err)
 	}
-	if !strings.Contains(err.Error(), "known: ack, discard, echo") {
+	if !strings.Contains(err.Error(), "known: ack, block, broadcast, discard, echo, work") {
 		t.Errorf("error %q does not list the known handlers", err)
 	}
 }
@@ -98,5 +99,5 @@ func ExampleNew() {
 	fmt.Println(err)
 	// Output:
 	// [got it]
-	// handlers: unknown handler "nope" (known: ack, discard, echo)
+	// handlers: unknown handler "nope" (known: ack, block, broadcast, discard, echo, work)
 }

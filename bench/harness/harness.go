@@ -13,6 +13,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +44,12 @@ type Options struct {
 	Label      string
 	Command    string   // the command line, recorded for reproduction
 	Progress   Progress // told of each step and cell; nil: nobody is
+
+	// Baseline is a git revision of Root to measure beside the tree: its
+	// echoloop is built too, and runs as "eventloop-1@<Baseline>" next to
+	// eventloop-1, so a change's cost is measured in one run, the two
+	// interleaved like any two servers. Empty means none.
+	Baseline string
 }
 
 type harness struct {
@@ -56,7 +63,7 @@ type harness struct {
 	unsettled              int            // cells started before the kernel settled
 }
 
-type binaries struct{ echoloop, echoload string }
+type binaries struct{ echoloop, echoload, baseline string }
 
 // Run builds the binaries, measures the profile's matrix and returns the
 // record. If ctx ends, the cells measured so far are returned with a note
@@ -101,6 +108,15 @@ func Run(ctx context.Context, opts Options) (*results.Run, error) {
 		} else {
 			run.Env.PythonVersion = h.python.Version
 		}
+	}
+	if opts.Baseline != "" {
+		h.progress.Note("building echoloop from " + opts.Baseline)
+		if h.bins.baseline, err = buildAt(ctx, opts.Root, opts.Baseline, dir); err != nil {
+			return nil, err
+		}
+		asked.Servers = append(slices.Clone(asked.Servers), results.Server{
+			Name: "eventloop-1@" + opts.Baseline, Model: "eventloop", Loops: 1, Build: opts.Baseline,
+		})
 	}
 	if len(asked.Servers) == 0 {
 		return nil, fmt.Errorf("harness: no server left to run: %s", strings.Join(run.Notes, "; "))
@@ -270,6 +286,40 @@ func build(ctx context.Context, root, dir string) (binaries, error) {
 		}
 	}
 	return b, nil
+}
+
+// buildAt compiles echoloop as it was at git revision rev of root, from an
+// export of that revision, into dir.
+func buildAt(ctx context.Context, root, rev, dir string) (string, error) {
+	src, err := os.MkdirTemp("", "echobench-baseline-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(src)
+	archive := exec.CommandContext(ctx, "git", "-C", root, "archive", "--format=tar", rev)
+	untar := exec.CommandContext(ctx, "tar", "-x", "-C", src)
+	if untar.Stdin, err = archive.StdoutPipe(); err != nil {
+		return "", err
+	}
+	var aerr bytes.Buffer
+	archive.Stderr = &aerr
+	if err := archive.Start(); err != nil {
+		return "", fmt.Errorf("harness: git archive %s: %w", rev, err)
+	}
+	if out, err := untar.CombinedOutput(); err != nil {
+		_ = archive.Wait()
+		return "", fmt.Errorf("harness: export %s: %v\n%s%s", rev, err, out, aerr.Bytes())
+	}
+	if err := archive.Wait(); err != nil {
+		return "", fmt.Errorf("harness: git archive %s: %v\n%s", rev, err, aerr.Bytes())
+	}
+	bin := filepath.Join(dir, "echoloop-baseline")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/echoloop")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("harness: go build echoloop at %s: %v\n%s", rev, err, out)
+	}
+	return bin, nil
 }
 
 // environment describes this machine and tree.

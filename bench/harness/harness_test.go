@@ -1,19 +1,18 @@
 package harness
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"echoloop/bench/results"
 	"echoloop/bench/textbook"
+
+	"echoloop/bench/servertest"
 )
 
 func TestCountCPUs(t *testing.T) {
@@ -211,28 +210,31 @@ func TestInterruptedCell(t *testing.T) {
 	if idle.Failed != results.Interrupted {
 		t.Errorf("idle cell failed with %q, want %q", idle.Failed, results.Interrupted)
 	}
-	if kids := children(); len(kids) > 0 {
+	if kids := servertest.Children(); len(kids) > 0 {
 		t.Errorf("processes left running: %v", kids)
 	}
 }
 
-// children lists the live processes whose parent is this one.
-func children() []string {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var kids []string
-	for _, st := range stats {
-		b, err := os.ReadFile(st)
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
-			kids = append(kids, string(b[:i+1]))
-		}
+// TestBuildAt builds echoloop as it is at HEAD from an export of the
+// revision, and refuses a revision that does not exist, naming it.
+func TestBuildAt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
 	}
-	return kids
+	root, _ := filepath.Abs("../..")
+	if err := exec.Command("git", "-C", root, "rev-parse", "--verify", "HEAD").Run(); err != nil {
+		t.Skip("not a git checkout")
+	}
+	dir := t.TempDir()
+	bin, err := buildAt(context.Background(), root, "HEAD", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-h").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Usage: echoloop") {
+		t.Errorf("the baseline binary's -h: %v\n%s", err, out)
+	}
+	if _, err := buildAt(context.Background(), root, "no-such-revision", dir); err == nil || !strings.Contains(err.Error(), "no-such-revision") {
+		t.Errorf("a bad revision: %v, want an error naming it", err)
+	}
 }

@@ -169,6 +169,9 @@ func (h *harness) serverCommand(spec results.Server) (bin string, args, env []st
 	if spec.GOMAXPROCS > 0 {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(spec.GOMAXPROCS))
 	}
+	if spec.Build != "" {
+		return h.bins.baseline, args, env
+	}
 	return h.bins.echoloop, args, env
 }
 

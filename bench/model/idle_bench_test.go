@@ -14,26 +14,36 @@ import (
 	"testing"
 	"time"
 
+	proxyproto "github.com/pires/go-proxyproto"
+
 	"echoloop/bench/model"
 	"echoloop/bench/servertest"
+	pp "echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
 )
 
 // TestMain lets the test binary double as the connection holder for
-// BenchmarkIdleConns: one process cannot hold both ends of 19,000
-// connections under a 20,000 descriptor limit.
+// BenchmarkIdleConns (one process cannot hold both ends of 19,000
+// connections under a 20,000 descriptor limit), and as the chat clients of
+// BenchmarkBroadcast (so the server's CPU time is measured alone).
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("ECHOLOOP_HOLD"); spec != "" {
 		os.Exit(holdConns(spec))
+	}
+	if spec := os.Getenv("ECHOLOOP_CHAT"); spec != "" {
+		os.Exit(chatClients(spec))
 	}
 	os.Exit(m.Run())
 }
 
 // holdConns opens n connections to addr from 127.0.0.1 to 127.0.0.8 (so
 // ephemeral ports do not run out), echoes one line on each, prints "ready",
-// and holds them until stdin closes.
+// and holds them until stdin closes. With a third field "proxy", each
+// connection starts with a PROXY v2 header from a client 192.0.2.x.
 func holdConns(spec string) int {
-	addr, nStr, _ := strings.Cut(spec, " ")
+	fields := strings.Fields(spec)
+	addr, nStr := fields[0], fields[1]
+	proxied := len(fields) > 2 && fields[2] == "proxy"
 	n, _ := strconv.Atoi(nStr)
 	conns := make([]net.Conn, 0, n)
 	buf := make([]byte, 3)
@@ -45,6 +55,14 @@ func holdConns(spec string) int {
 			return 1
 		}
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if proxied {
+			h := proxyproto.HeaderProxyFromAddrs(2,
+				&net.TCPAddr{IP: net.IPv4(192, 0, 2, byte(i%250)), Port: 1024 + i%60000}, c.RemoteAddr())
+			if _, err := h.WriteTo(c); err != nil {
+				fmt.Printf("header %d: %v\n", i, err)
+				return 1
+			}
+		}
 		if _, err := c.Write([]byte("hi\n")); err != nil {
 			fmt.Printf("write %d: %v\n", i, err)
 			return 1
@@ -121,4 +139,67 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkIdleHeap measures the server's heap per idle connection, with
+// the PROXY protocol off and on: 5,000 connections held by a child process
+// (each with a v2 header when on), the heap in use after a collection
+// compared with the server's before. The cost of the protocol when off is
+// nothing; when on it is the client address the header gave:
+//
+//	go test -run '^$' -bench IdleHeap -benchtime 1x -count 3 ./bench/model
+func BenchmarkIdleHeap(b *testing.B) {
+	for _, proxied := range []bool{false, true} {
+		for _, m := range model.Names() {
+			b.Run(fmt.Sprintf("proxy=%v/model=%s", proxied, m), func(b *testing.B) { benchIdleHeap(b, m, proxied) })
+		}
+	}
+}
+
+func benchIdleHeap(b *testing.B, m string, proxied bool) {
+	const conns = 5000
+	cfg := session.Config{IdleTimeout: 5 * time.Minute, Logger: nopLogger}
+	spec := "%s %d"
+	if proxied {
+		trust, err := pp.ParseTrust("127.0.0.0/8")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Proxy = pp.Config{Mode: pp.V2, Trust: trust}
+		spec += " proxy"
+	}
+	for b.Loop() {
+		srv := servertest.Start(b, model.Options{Model: m, Config: cfg})
+		before := heapInUse()
+		holder := exec.Command(os.Args[0], "-test.run=^$")
+		holder.Env = append(os.Environ(), "ECHOLOOP_HOLD="+fmt.Sprintf(spec, srv.Addr(), conns))
+		stdin, _ := holder.StdinPipe()
+		stdout, _ := holder.StdoutPipe()
+		if err := holder.Start(); err != nil {
+			b.Fatal(err)
+		}
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		if line != "ready\n" {
+			stdin.Close()
+			_ = holder.Wait()
+			b.Fatalf("holder: %s", line)
+		}
+		if open := srv.Stats().ConnsOpen; open != conns {
+			b.Fatalf("server holds %d connections, want %d", open, conns)
+		}
+		held := heapInUse() - before
+		stdin.Close()
+		_ = holder.Wait()
+		b.ReportMetric(float64(held)/conns, "heap-B/conn")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// heapInUse is the heap's live bytes after a full collection.
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

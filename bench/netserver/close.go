@@ -14,6 +14,7 @@ import (
 func (c *conn) closeNow(ioErr error) {
 	c.record(ioErr)
 	_ = c.nc.Close()
+	c.writers.Wait() // its write fails at once on the closed socket
 	c.dropBuffers()
 	c.releaseMemory()
 }
@@ -36,6 +37,7 @@ func (c *conn) closeGracefully(ioErr error) {
 	}
 	c.srv.counters.Hold() // before the session stops counting it: never under-count descriptors
 	c.record(ioErr)
+	c.writers.Wait() // the frames sent before the close go out first
 	c.linger()
 	_ = c.nc.Close()
 	c.srv.counters.Release()
@@ -44,11 +46,12 @@ func (c *conn) closeGracefully(ioErr error) {
 }
 
 // record settles the session's close reason, counts and logs it, and makes
-// AsyncConn refuse from now on (a Send already writing finishes first).
+// AsyncConn refuse from now on (what it queued before is still written, on a
+// graceful close).
 func (c *conn) record(ioErr error) {
-	c.wmu.Lock()
+	c.box.mu.Lock()
 	c.closed.Store(true)
-	c.wmu.Unlock()
+	c.box.mu.Unlock()
 	c.Closed(c, c.RemoteAddr(), ioErr, c.end-c.start)
 }
 

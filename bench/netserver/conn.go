@@ -16,13 +16,14 @@ import (
 
 // conn is one connection and its goroutine. The session, the read buffer,
 // out and frameStart belong to that goroutine; writes to the socket, from it
-// or from an AsyncConn, are serialised by wmu. Other goroutines reach a conn
-// only through its atomic fields and the socket's deadlines: Shutdown
-// (stopReq, forced), AsyncConn.Close (closeReq), a stalled AsyncConn.Send
-// (stalled) and an eviction pass (memState); each sets its flag and then a
-// deadline in the past (Shutdown's forced close closes the socket), and the
-// goroutine checks the flags after arming its own deadlines, so a wake-up is
-// never lost to a deadline it overwrote.
+// or from the outbox's writer, are serialised by wmu. Other goroutines reach
+// a conn only through its atomic fields, its outbox and the socket's
+// deadlines: Shutdown (stopReq, forced), AsyncConn.Close (closeReq), a
+// stalled or overflowing outbox (stalled), AsyncConn.Resume (resumeReq) and
+// an eviction pass (memState); each sets its flag and then a deadline in the
+// past (Shutdown's forced close closes the socket) and pokes wake, and the
+// goroutine checks the flags after arming its own deadlines, or before
+// waiting on wake, so a wake-up is never lost.
 type conn struct {
 	session.Session
 	srv *Server
@@ -50,19 +51,27 @@ type conn struct {
 	written   atomic.Int64    // reply bytes written into the socket
 	ackedSeen int64           // of those, the peer acknowledged this many at the last look
 	watchFrom time.Time       // when the watch (re)started; zero when off
+	watching  atomic.Bool     // watchFrom is set, for kickWatch
 	raw       syscall.RawConn // for asking the kernel; set at the first look
 
 	// Memory accounting; see memory.go.
 	held      atomic.Int64 // added to the server's total by this goroutine
-	sendHeld  atomic.Int64 // frames AsyncConn.Send is holding to write
+	sendHeld  atomic.Int64 // what the outbox holds (async.go)
 	evictHeld atomic.Int64 // what an eviction pass counted in Server.evicting
 	memState  atomic.Int32 // memActive, memEvicted or memReleased
+
+	// Frames sent through the AsyncConn, and the handler's pause; see
+	// async.go.
+	box       outbox
+	writers   sync.WaitGroup // the outbox's writer goroutine, while it runs
+	resumeReq atomic.Bool    // AsyncConn.Resume arrived, not yet taken up
+	wake      chan struct{}  // pokes a goroutine waiting out a pause
 
 	wmu      sync.Mutex
 	closed   atomic.Bool // the session is closed; AsyncConn refuses
 	stopReq  atomic.Bool // Shutdown asked the goroutine to drain and finish
 	closeReq atomic.Bool // AsyncConn.Close asked the goroutine to finish
-	stalled  atomic.Bool // an AsyncConn.Send made no progress for the write timeout
+	stalled  atomic.Bool // the outbox passed MaxPending, or its write made no progress for the write timeout
 	forced   atomic.Bool // Shutdown's deadline passed; the socket was closed under it
 
 	// proxied is the client's address from the PROXY header, nil without
@@ -78,7 +87,7 @@ var errWoken = errors.New("netserver: woken")
 var _ handlers.Conn = (*conn)(nil)
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc}
+	c := &conn{srv: s, nc: nc, wake: make(chan struct{}, 1)}
 	c.Init(&s.shared)
 	return c
 }
@@ -100,6 +109,7 @@ func (c *conn) Async() handlers.AsyncConn { return asyncConn{c} }
 func (c *conn) interrupt() {
 	c.stopReq.Store(true)
 	_ = c.nc.SetReadDeadline(time.Now())
+	c.poke()
 }
 
 // serve runs the connection: read the PROXY header first if the protocol is
@@ -133,6 +143,16 @@ func (c *conn) serve() {
 		}
 	}
 	for c.Closing() == session.Open && ioErr == nil {
+		if c.Paused() && c.waitResume() {
+			// Serve what waited; the next turn waits again if the handler
+			// paused once more.
+			if werr := c.serveBuffered(); werr != nil {
+				ioErr = c.writeFailed(werr)
+				break
+			}
+			continue
+		}
+		// Not paused, or woken out of a pause: the read notices why.
 		n, err := c.read()
 		if n > 0 {
 			if werr := c.serveBuffered(); werr != nil {
@@ -181,7 +201,7 @@ func (c *conn) read() (int, error) {
 
 // woken says whether another goroutine asked this one to stop serving.
 func (c *conn) woken() bool {
-	return c.stopReq.Load() || c.closeReq.Load() || c.stalled.Load() || c.evicted()
+	return c.stopReq.Load() || c.closeReq.Load() || c.stalled.Load() || c.evicted() || c.forced.Load()
 }
 
 // armRead sets the read deadline to the earliest of the idle deadline (the
@@ -320,6 +340,8 @@ func (c *conn) writeFailed(err error) error {
 		c.CloseFor(session.ServerStopping, nil)
 	case c.evicted():
 		c.CloseFor(session.MemoryLimit, nil)
+	case c.stalled.Load():
+		c.CloseFor(session.SlowConsumer, nil)
 	case timedOut && c.stopReq.Load() && c.drainExpired():
 		c.srv.cut.Store(true)
 		c.CloseFor(session.ServerStopping, nil)
@@ -405,7 +427,7 @@ func (c *conn) write() error {
 func (c *conn) writeAll(p []byte) error {
 	for {
 		c.armWrite()
-		if c.evicted() { // checked after arming, as in read
+		if c.evicted() || c.stalled.Load() { // checked after arming, as in read
 			return errWoken
 		}
 		n, err := c.nc.Write(p)
@@ -434,59 +456,4 @@ func (c *conn) armWrite() {
 	if !deadline.IsZero() {
 		_ = c.nc.SetWriteDeadline(deadline)
 	}
-}
-
-// asyncConn is the handlers.AsyncConn of a conn.
-type asyncConn struct{ c *conn }
-
-var _ handlers.AsyncConn = asyncConn{}
-
-func (a asyncConn) ID() uint64 { return a.c.ID() }
-
-// Send writes the frame at once, under the connection's write lock, with
-// the same write timeout as the connection's replies (see writeAll): a peer
-// that does not read blocks the sender, which is how this model applies
-// back-pressure. When the write timeout ends a Send, the connection is
-// closed as SlowConsumer, as when a reply stalls. The encoded frame counts
-// toward the memory budget, and toward its connection's share, from its
-// encoding until it is written.
-func (a asyncConn) Send(payload []byte) error {
-	buf, err := a.c.Codec().Append(nil, payload)
-	if err != nil {
-		return err
-	}
-	held := int64(cap(buf))
-	a.c.sendHeld.Add(held)
-	a.c.srv.addMemory(held)
-	defer func() {
-		a.c.sendHeld.Add(-held)
-		a.c.srv.addMemory(-held)
-	}()
-	a.c.wmu.Lock()
-	defer a.c.wmu.Unlock()
-	if a.c.closed.Load() {
-		return handlers.ErrClosed
-	}
-	if err := a.c.writeAll(buf); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) && !a.c.stopReq.Load() {
-			// The frame is cut: the stream cannot go on. Close as a
-			// blocked reply would.
-			a.c.stalled.Store(true)
-			_ = a.c.nc.SetReadDeadline(time.Now())
-		}
-		return handlers.ErrClosed
-	}
-	a.c.CountAsyncFrame()
-	return nil
-}
-
-// Close asks the connection's goroutine to close; what Send wrote is already
-// on the socket.
-func (a asyncConn) Close() error {
-	if a.c.closed.Load() {
-		return handlers.ErrClosed
-	}
-	a.c.closeReq.Store(true)
-	_ = a.c.nc.SetReadDeadline(time.Now())
-	return nil
 }

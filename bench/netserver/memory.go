@@ -9,11 +9,11 @@ import (
 // Memory held for clients is accounted per connection, as the server really
 // holds it: the capacity of the read buffer (own or lent), of the
 // connection's own buffer kept aside during a burst, and of the reply buffer
-// (own or lent), plus the frames an AsyncConn.Send has encoded and not yet
-// written. Each connection keeps in held what it last added to the server's
-// total (session.Counters.AddMemory) and adds only the difference when its
-// buffers change, so the total is always current and costs one atomic add
-// per change, none per read in the steady state.
+// (own or lent), plus the outbox: frames sent through the AsyncConn and not
+// yet written (see async.go). Each connection keeps in held what it last
+// added to the server's total (session.Counters.AddMemory) and adds only the
+// difference when its buffers change, so the total is always current and
+// costs one atomic add per change, none per read in the steady state.
 //
 // The fixed initial buffer counts, since it is memory too: 19,000 idle
 // connections hold about 19,000 × 4 KiB (at most 16 KiB each after a burst),
@@ -75,6 +75,7 @@ func (c *conn) evict(held int64) bool {
 	now := time.Now()
 	_ = c.nc.SetReadDeadline(now)
 	_ = c.nc.SetWriteDeadline(now)
+	c.poke()
 	return true
 }
 

@@ -29,12 +29,27 @@ import (
 // The hot path pays one atomic add per write and one atomic load per read:
 // the kernel is asked only when the watch's deadline passes, at most once per
 // write timeout.
+//
+// The outbox's writer (async.go) writes while the connection's goroutine may
+// sit in a read armed before those bytes existed; when the watch is off it
+// moves that read's deadline to now (kickWatch), so the goroutine re-arms it
+// with the watch on.
+
+// kickWatch has the connection's goroutine start the output watch for bytes
+// another goroutine wrote. Safe from any goroutine; a kick that loses a race
+// with armRead is not needed (armRead sees the bytes written).
+func (c *conn) kickWatch() {
+	if c.srv.opts.WriteTimeout > 0 && !c.watching.Load() && !c.stopReq.Load() {
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
+}
 
 // watchOutput starts the output watch when bytes were written since the
 // kernel last showed them all acknowledged. Called by armRead.
 func (c *conn) watchOutput() {
 	if c.srv.opts.WriteTimeout > 0 && c.watchFrom.IsZero() && c.written.Load() > c.ackedSeen {
 		c.watchFrom = time.Now()
+		c.watching.Store(true)
 	}
 }
 
@@ -83,6 +98,7 @@ func (c *conn) outputMoved(now time.Time) bool {
 	unacked, err := c.unacked()
 	if err != nil || unacked == 0 {
 		c.ackedSeen, c.watchFrom = written, time.Time{}
+		c.watching.Store(false)
 		return true
 	}
 	if acked := written - int64(unacked); acked > c.ackedSeen {

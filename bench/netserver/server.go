@@ -284,6 +284,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for c := range s.conns {
 			c.forced.Store(true)
 			_ = c.nc.Close()
+			c.poke()
 		}
 		s.mu.Unlock()
 		<-drained

@@ -51,12 +51,13 @@ type Env struct {
 
 // Server is one server configuration of the matrix.
 type Server struct {
-	Name       string   `json:"name"`       // e.g. "eventloop-1", used by cells
-	Model      string   `json:"model"`      // eventloop, goroutine, gnet-plain, python-select, python-threads
-	Loops      int      `json:"loops"`      // event loops (eventloop, gnet-plain, python-select)
-	GOMAXPROCS int      `json:"gomaxprocs"` // set, or what the server's default came to
-	Args       []string `json:"args"`       // every flag it was started with
-	Reference  bool     `json:"reference"`  // the gnet-plain floor, not a contender
+	Name       string   `json:"name"`            // e.g. "eventloop-1", used by cells
+	Model      string   `json:"model"`           // eventloop, goroutine, gnet-plain, python-select, python-threads
+	Loops      int      `json:"loops"`           // event loops (eventloop, gnet-plain, python-select)
+	GOMAXPROCS int      `json:"gomaxprocs"`      // set, or what the server's default came to
+	Args       []string `json:"args"`            // every flag it was started with
+	Reference  bool     `json:"reference"`       // the gnet-plain floor, not a contender
+	Build      string   `json:"build,omitempty"` // the commit its binary was built from, when not the run's own tree (echobench -baseline)
 }
 
 // Interrupted is the Failed reason of a repetition that the run was

@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	loadCPUs := fs.String("load-cpus", defaultLoadCPUs(cores), "taskset `list` of CPUs for the load generator")
 	servers := fs.String("servers", "", "comma-separated server `names` to keep from the profile (default all)")
 	reps := fs.Int("reps", 0, "repetitions of each cell (default the profile's: full 3, quick 1)")
+	baseline := fs.String("baseline", "", "also measure echoloop as it was at git `rev`, as server eventloop-1@rev, beside this tree's")
 	reportDir := fs.String("report", "", "rewrite the report of results `dir` from its raw.json and "+readingFile+", and run nothing")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -124,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	progress, stopProgress := newProgress(stderr)
 	res, runErr := harness.Run(ctx, harness.Options{
 		Profile: p, Root: root, ServerCPUs: *serverCPUs, LoadCPUs: *loadCPUs,
-		Label: *label, Command: strings.TrimSpace(cmdline), Progress: progress,
+		Label: *label, Command: strings.TrimSpace(cmdline), Progress: progress, Baseline: *baseline,
 	})
 	stopProgress()
 	if res == nil {

@@ -8,11 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 
 	"echoloop/bench/results"
+
+	"echoloop/bench/servertest"
 )
 
 func TestBadFlags(t *testing.T) {
@@ -143,29 +144,7 @@ func TestInterrupt(t *testing.T) {
 	if len(res.Cells) == 0 || len(res.Cells) >= 6 || !strings.Contains(strings.Join(res.Notes, " "), "interrupted") {
 		t.Errorf("raw.json after an interruption: %d cells, notes %q", len(res.Cells), res.Notes)
 	}
-	if kids := children(t); len(kids) > 0 {
+	if kids := servertest.Children(); len(kids) > 0 {
 		t.Errorf("child processes left running: %v", kids)
 	}
-}
-
-// children lists the processes whose parent is this one.
-func children(t *testing.T) []string {
-	t.Helper()
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var kids []string
-	for _, st := range stats {
-		b, err := os.ReadFile(st)
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
-			kids = append(kids, string(b[:i+1]))
-		}
-	}
-	return kids
 }

@@ -57,6 +57,10 @@ type flags struct {
 	framing   string
 	handler   string
 	reply     string
+	echoSelf  bool
+	work      time.Duration
+	workers   int
+	ping      bool
 	maxFrame  cli.Size
 	maxConns  int
 	loops     int
@@ -90,6 +94,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.framing, "framing", "line", "frame format: "+frame.Names)
 	fs.StringVar(&f.handler, "handler", "echo", "what to answer: "+strings.Join(handlers.Names(), ", "))
 	fs.StringVar(&f.reply, "reply", handlers.DefaultAckReply, "the ack handler's reply `text`")
+	fs.BoolVar(&f.echoSelf, "echo-self", false, "-handler broadcast: send each frame back to its sender too")
+	fs.DurationVar(&f.work, "work", handlers.DefaultWork, "-handler work or block: simulated work per frame (a sleep)")
+	fs.IntVar(&f.workers, "workers", handlers.DefaultWorkers, fmt.Sprintf("-handler work: frames worked on at once; up to %d more wait per worker, then the connection is paused", handlers.QueuePerWorker))
+	fs.BoolVar(&f.ping, "ping", false, "-handler work or block: answer a frame that starts with \"ping\" at once, without the work")
 	fs.Var(&f.maxFrame, "max-frame", "largest frame payload in `bytes` (65536, 64KiB, 1MiB); 0 = the framing's default: line 64KiB, length 1MiB")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections served at once; 0 = the fd limit less a reserve")
 	fs.IntVar(&f.loops, "loops", 1, "event loops (-model eventloop); 1 is single-threaded, like select")
@@ -129,6 +137,23 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	if set["reply"] && f.handler != "ack" {
 		return nil, fmt.Errorf("-reply is used only by -handler ack, not %q", f.handler)
+	}
+	if set["echo-self"] && f.handler != "broadcast" {
+		return nil, fmt.Errorf("-echo-self is used only by -handler broadcast, not %q", f.handler)
+	}
+	for _, name := range []string{"work", "ping"} {
+		if set[name] && f.handler != "work" && f.handler != "block" {
+			return nil, fmt.Errorf("-%s is used only by -handler work or block, not %q", name, f.handler)
+		}
+	}
+	if set["workers"] && f.handler != "work" {
+		return nil, fmt.Errorf("-workers is used only by -handler work, not %q (block works on the serving goroutine)", f.handler)
+	}
+	if f.work <= 0 {
+		return nil, fmt.Errorf("-work %v: need a positive duration (1ns for almost none)", f.work)
+	}
+	if f.workers < 1 || f.workers > maxWorkers {
+		return nil, fmt.Errorf("-workers %d: need 1 to %d", f.workers, maxWorkers)
 	}
 	if f.maxFrame.Given && f.framing == "raw" {
 		return nil, errors.New("-max-frame does not apply to -framing raw: a raw frame is whatever one read returns")
@@ -206,6 +231,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	return f, nil
 }
 
+// maxWorkers bounds -workers: each worker is a goroutine, and the queue
+// holds QueuePerWorker frames per worker.
+const maxWorkers = 1 << 16
+
 // checkAddr refuses a listen address that cannot be one whatever the
 // machine: no port, or a port out of range. An address that is well formed
 // but cannot be bound (in use, an unknown host) is a run-time failure.
@@ -226,7 +255,9 @@ func build(f *flags, log zerolog.Logger) (model.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-framing: %w", err)
 	}
-	h, err := handlers.New(f.handler, handlers.Config{Reply: f.reply})
+	h, err := handlers.New(f.handler, handlers.Config{
+		Reply: f.reply, EchoSelf: f.echoSelf, Work: f.work, Workers: f.workers, Ping: f.ping,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("-handler: %w", err)
 	}
@@ -413,6 +444,14 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr, 
 	}
 	e = e.
 		Stringer("framing", cfg.Codec).Str("handler", f.handler)
+	switch f.handler {
+	case "broadcast":
+		e = e.Bool("echo_self", f.echoSelf)
+	case "work":
+		e = e.Stringer("work", f.work).Int("workers", f.workers).Bool("ping", f.ping)
+	case "block":
+		e = e.Stringer("work", f.work).Bool("ping", f.ping)
+	}
 	if cfg.Codec.String() != "raw" {
 		e = e.Int("max_frame", cfg.Codec.MaxPayload())
 	}

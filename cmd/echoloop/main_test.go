@@ -116,7 +116,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{[]string{"-framing", "json"}, `-framing: frame: unknown framing "json" (known: line, length, fixed:N, raw)`},
 		{[]string{"-framing", "fixed:0"}, "fixed:N needs N from 1"},
-		{[]string{"-handler", "chat"}, `-handler: handlers: unknown handler "chat" (known: ack, discard, echo)`},
+		{[]string{"-handler", "chat"}, `-handler: handlers: unknown handler "chat" (known: ack, block, broadcast, discard, echo, work)`},
 		{[]string{"-reply", "hi"}, `-reply is used only by -handler ack, not "echo"`},
 		{[]string{"-max-frame", "lots"}, `invalid size "lots"`},
 		{[]string{"-max-frame", "8GiB", "-framing", "length"}, "-max-frame 8589934592 is over 1 GiB"},
@@ -148,6 +148,15 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-shutdown-timeout", "0"}, "-shutdown-timeout 0s: need a positive duration"},
 		{[]string{"-model", "goroutine", "-edge-triggered"}, "-edge-triggered is a gnet lever"},
 		{[]string{"-read-buffer", "2GiB"}, "-read-buffer 2147483648 is over 1 GiB"},
+		{[]string{"-echo-self"}, `-echo-self is used only by -handler broadcast, not "echo"`},
+		{[]string{"-work", "5ms"}, `-work is used only by -handler work or block, not "echo"`},
+		{[]string{"-handler", "broadcast", "-ping"}, `-ping is used only by -handler work or block, not "broadcast"`},
+		{[]string{"-handler", "block", "-workers", "8"}, `-workers is used only by -handler work, not "block"`},
+		{[]string{"-handler", "work", "-work", "0"}, "-work 0s: need a positive duration"},
+		{[]string{"-handler", "block", "-work", "-1ms"}, "-work -1ms: need a positive duration"},
+		{[]string{"-handler", "work", "-work", "soon"}, `invalid value "soon" for flag -work`},
+		{[]string{"-handler", "work", "-workers", "0"}, "-workers 0: need 1 to 65536"},
+		{[]string{"-handler", "work", "-workers", "100000"}, "-workers 100000: need 1 to 65536"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
@@ -176,12 +185,13 @@ func TestHelp(t *testing.T) {
 	}
 	for _, flag := range []string{"-addr", "-framing", "-handler", "-reply", "-max-frame", "-max-conns", "-loops", "-model",
 		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-metrics", "-lock-os-thread", "-read-buffer",
-		"-edge-triggered", "-log-level", "-log-format", "-max-memory", "-frame-timeout", "-linger"} {
+		"-edge-triggered", "-log-level", "-log-format", "-max-memory", "-frame-timeout", "-linger",
+		"-echo-self", "-work", "-workers", "-ping"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("usage does not mention %s:\n%s", flag, stderr.String())
 		}
 	}
-	for _, want := range []string{"(default 4MiB)", "(default 1GiB)"} {
+	for _, want := range []string{"(default 4MiB)", "(default 1GiB)", "(default 10ms)", "(default 64)"} {
 		if strings.Count(stderr.String(), want) != 1 {
 			t.Errorf("usage shows %q %d times, want once:\n%s", want, strings.Count(stderr.String(), want), stderr.String())
 		}
@@ -270,6 +280,75 @@ func TestServeAndStopOnSignal(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHandlerFlags runs the command with each handler that takes flags of
+// its own, as a child process, and checks that the flags reach it.
+func TestHandlerFlags(t *testing.T) {
+	for _, m := range model.Names() {
+		t.Run(m, func(t *testing.T) {
+			t.Parallel()
+			chat := startChild(t, nil, "-model", m, "-addr", "127.0.0.1:0", "-handler", "broadcast", "-echo-self")
+			start := waitLog(t, chat.lines, "listening")
+			if start["echo_self"] != true {
+				t.Errorf("start-up line: echo_self %v, want true", start["echo_self"])
+			}
+			// A connection is in the room before its first frame is
+			// served, so the echo of its own frame says it is in.
+			a := dialLines(t, start["addr"].(string))
+			a.send(t, "a is in")
+			a.expect(t, "a is in") // -echo-self
+			b := dialLines(t, start["addr"].(string))
+			b.send(t, "b is in")
+			b.expect(t, "b is in")
+			a.expect(t, "b is in")
+			a.send(t, "hello")
+			a.expect(t, "hello")
+			b.expect(t, "hello")
+
+			work := startChild(t, nil, "-model", m, "-addr", "127.0.0.1:0", "-handler", "work", "-work", "300ms", "-workers", "2", "-ping")
+			start = waitLog(t, work.lines, "listening")
+			if start["work"] != "300ms" || start["workers"] != float64(2) || start["ping"] != true {
+				t.Errorf("start-up line: work %v, workers %v, ping %v; want 300ms, 2, true", start["work"], start["workers"], start["ping"])
+			}
+			c := dialLines(t, start["addr"].(string))
+			c.send(t, "one\nping\ntwo")
+			c.expect(t, "ping") // at once, ahead of the work
+			c.expect(t, "one")
+			c.expect(t, "two")
+		})
+	}
+}
+
+// lineConn is a line-framed client for the command's tests.
+type lineConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dialLines(t *testing.T, addr string) *lineConn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return &lineConn{conn, bufio.NewReader(conn)}
+}
+
+func (c *lineConn) send(t *testing.T, lines string) {
+	t.Helper()
+	if _, err := c.Write([]byte(lines + "\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *lineConn) expect(t *testing.T, want string) {
+	t.Helper()
+	if got, err := c.r.ReadString('\n'); err != nil || got != want+"\n" {
+		t.Fatalf("got %q, %v; want %q", got, err, want+"\n")
 	}
 }
 

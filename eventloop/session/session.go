@@ -52,6 +52,8 @@ type Session struct {
 	framesOut int32    // replies queued during the current call
 	opened    bool     // counted by Counters.TryOpen
 	perIP     bool     // counted against MaxConnsPerIP
+	paused    bool     // the handler paused the connection; see Pause
+	early     bool     // a Resume came before its Pause; see Resume
 }
 
 // closing is why a connection is closing and what caused it.
@@ -87,6 +89,30 @@ func (s *Session) Reply(payload []byte) error {
 
 // Close implements handlers.Conn.
 func (s *Session) Close() { s.CloseFor(HandlerClosed, nil) }
+
+// Pause implements handlers.Conn: Serve serves no more frames until
+// Resume. The model keeps the rest of the input meanwhile.
+func (s *Session) Pause() {
+	if s.early {
+		s.early = false // its Resume is in already
+		return
+	}
+	s.paused = true
+}
+
+// Paused says whether the handler has paused the connection.
+func (s *Session) Paused() bool { return s.paused }
+
+// Resume ends a pause: the model calls it, on the goroutine that drives the
+// session, when the handler's AsyncConn.Resume reaches it. A Resume with no
+// pause in effect ends the next one as soon as it starts.
+func (s *Session) Resume() {
+	if s.paused {
+		s.paused = false
+	} else {
+		s.early = true
+	}
+}
 
 // CloseFor marks the connection as closing for r, caused by err (may be
 // nil). The first reason recorded wins. The server model still has to write
@@ -159,7 +185,9 @@ func (s *Session) Refused(log *zerolog.Logger, remote net.Addr) bool {
 //
 // Serve stops early when the connection starts closing (Closing() != Open):
 // a frame over the limit, a bad reply, or the handler's Close. Replies to the
-// frames before that are in *out and should still be written.
+// frames before that are in *out and should still be written. It also stops
+// after a frame whose handler paused the connection (Paused), and serves
+// nothing while paused.
 //
 // in must start with the bytes the previous Serve left unused (the partial
 // frame, unchanged), followed by what arrived since: Serve resumes a
@@ -171,7 +199,7 @@ func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 	s.need = 0
 	scanned := int(s.scanned)
 	codec, handler := s.sh.Config.Codec, s.sh.Config.Handler
-	for s.closing == nil {
+	for s.closing == nil && !s.paused {
 		payload, used, err := frame.DecodeFrom(codec, in[n:], scanned)
 		scanned = 0
 		if err != nil {
@@ -215,10 +243,11 @@ func (s *Session) flushCounts() {
 	}
 }
 
-// CountAsyncFrame counts one frame sent through the connection's AsyncConn;
-// the model counts its bytes with CountWritten. Unlike the other methods,
-// CountAsyncFrame and CountWritten are safe from any goroutine.
-func (s *Session) CountAsyncFrame() { s.sh.Counters.framesOut.Add(1) }
+// CountAsyncFrames counts n frames sent through the connection's
+// AsyncConn; the model counts their bytes with CountWritten. Unlike the
+// other methods, CountAsyncFrames and CountWritten are safe from any
+// goroutine.
+func (s *Session) CountAsyncFrames(n int) { s.sh.Counters.framesOut.Add(int64(n)) }
 
 // CountWritten adds n bytes of encoded replies to the BytesOut counter.
 func (s *Session) CountWritten(n int) {
