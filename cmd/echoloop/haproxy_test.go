@@ -20,6 +20,7 @@ import (
 
 	"echoloop/bench/load"
 	"echoloop/bench/model"
+	"echoloop/bench/servertest"
 	"echoloop/eventloop/frame"
 )
 
@@ -280,6 +281,11 @@ func TestHAProxy(t *testing.T) {
 			"install it to run them (Debian, Ubuntu: apt-get install -y haproxy; Fedora: dnf install haproxy; macOS: brew install haproxy)")
 	}
 	const conns, sources = 1000, 4
+	defer func() {
+		if kids := servertest.Children(); len(kids) > 0 {
+			t.Errorf("processes left running: %v", kids)
+		}
+	}()
 	for _, m := range model.Names() {
 		for _, v := range []struct {
 			proto, send string

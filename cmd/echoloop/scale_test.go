@@ -21,6 +21,7 @@ import (
 
 	"echoloop/bench/load"
 	"echoloop/bench/model"
+	"echoloop/bench/servertest"
 	"echoloop/eventloop/frame"
 )
 
@@ -263,12 +264,8 @@ func metric(t *testing.T, base, name string) int64 {
 	return 0
 }
 
-// lineConn is a client connection to a line-framed echo server.
-type lineConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
+// dialLine connects to a line-framed echo server; unlike dialLines it
+// returns the error, for callers that count failures.
 func dialLine(addr string) (*lineConn, error) {
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -316,6 +313,11 @@ func echoOnce(addr, msg string) error {
 // real").
 func TestReusePortShare(t *testing.T) {
 	const conns, held, batch, dialers, enoughNew = 2000, 200, 20, 8, 200
+	defer func() {
+		if kids := servertest.Children(); len(kids) > 0 {
+			t.Errorf("processes left running: %v", kids)
+		}
+	}()
 	for _, m := range model.Names() {
 		t.Run(m, func(t *testing.T) {
 			a := startProc(t, "-model", m, "-addr", "127.0.0.1:0", "-reuseport", "-metrics", "127.0.0.1:0", "-log-level", "info")
