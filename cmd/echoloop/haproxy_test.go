@@ -37,7 +37,8 @@ import (
 
 // haproxyCfg is the test's haproxy.cfg: deploy/haproxy.cfg with the
 // frontend on an inherited socket (fd 3, bound to port 0 by the test), a
-// stats socket, and checks every 100ms.
+// stats socket, checks every 100ms, and roundrobin rather than leastconn, so
+// that each backend gets exactly half of the connections.
 var haproxyCfg = template.Must(template.New("haproxy.cfg").Parse(`global
     maxconn 4096
     stats socket {{.Sock}} mode 600 level admin
