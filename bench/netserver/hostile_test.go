@@ -233,7 +233,9 @@ func TestMemoryBudgetEvictsLargest(t *testing.T) {
 	const attackers, budget = 100, 64 << 20
 	hold := binary.BigEndian.AppendUint32(nil, 1<<20)
 	hold = append(hold, bytes.Repeat([]byte("b"), 900<<10)...)
-	srv := start(t, session.Config{Codec: frame.Length{}, MaxMemory: budget})
+	// The attackers' frames never complete: no frame timeout, or a slow
+	// machine would see them closed for it before the test is done.
+	srv := start(t, session.Config{Codec: frame.Length{}, MaxMemory: budget, FrameTimeout: -1})
 
 	normal := servertest.NewClient(servertest.Dial(t, srv.Addr()), frame.Length{})
 	stop := make(chan struct{})

@@ -480,12 +480,23 @@ func TestAttackOtherFDHolder(t *testing.T) {
 			}
 
 			restore()
+			// The waiting client is served once descriptors are free, or
+			// was refused (closed, no data) if the server accepted it in a
+			// moment when a descriptor was free but the hand-off to a loop
+			// could not get its second one; either way a new client is
+			// served now.
 			_ = waiting.SetDeadline(time.Now().Add(20 * time.Second))
-			if _, err := io.WriteString(waiting, "after\n"); err != nil {
-				t.Fatal(err)
+			_, werr := io.WriteString(waiting, "after\n")
+			got, rerr := bufio.NewReader(waiting).ReadString('\n')
+			switch {
+			case werr == nil && rerr == nil && got == "after\n":
+			case got == "" && (errors.Is(rerr, io.EOF) || errors.Is(rerr, syscall.ECONNRESET) || werr != nil):
+				t.Logf("the client that waited through EMFILE was refused (%v, %v)", werr, rerr)
+			default:
+				t.Fatalf("the client that waited through EMFILE got %q, %v, %v; want an echo or a refusal", got, werr, rerr)
 			}
-			if got, err := bufio.NewReader(waiting).ReadString('\n'); err != nil || got != "after\n" {
-				t.Fatalf("the client that waited through EMFILE got %q, %v; want an echo", got, err)
+			if err := halfCloseEcho(addr, []byte("a new client\n")); err != nil {
+				t.Fatalf("a new client after EMFILE: %v", err)
 			}
 			if err := roundTrip("after\n"); err != nil {
 				t.Fatal(err)
