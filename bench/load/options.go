@@ -124,6 +124,14 @@ type Options struct {
 	// server. Zero lets the kernel choose. Needs a loopback IPv4 Addr.
 	Sources int
 
+	// FirstSource moves the Sources addresses to start here instead of at
+	// 127.0.0.1: several generator processes given ranges that do not
+	// overlap draw on local ports of their own, since the ports towards
+	// one server address are shared by every process using a source
+	// address. Nil means 127.0.0.1; otherwise a loopback IPv4 address, and
+	// Sources must be set.
+	FirstSource net.IP
+
 	// Warmup is traffic before the measured window; nothing in it is counted
 	// in the Summary's figures. Zero means none.
 	Warmup time.Duration
@@ -284,7 +292,7 @@ func (o Options) prepare() (*config, error) {
 		c.Loops = runtime.GOMAXPROCS(0)
 	}
 	c.Loops = max(min(c.Loops, c.Conns), 1)
-	if c.sources, err = sourceAddrs(c.Sources, c.raddr); err != nil {
+	if c.sources, err = sourceAddrs(c.Sources, c.FirstSource, c.raddr); err != nil {
 		return nil, err
 	}
 	if err := c.checkLimits(); err != nil {

@@ -36,10 +36,11 @@ type Summary struct {
 	Wire     int    `json:"wire"`     // bytes per frame on the wire, framing included
 	Pipeline int    `json:"pipeline"` // frames in flight per connection, at most
 
-	ConnsAsked       int `json:"conns_asked"`       // connections asked for
-	ConnsEstablished int `json:"conns_established"` // TCP connections that opened
-	ConnsHeld        int `json:"conns_held"`        // open and error-free at the end (idle: passed the last round trip)
-	Sources          int `json:"sources"`           // source addresses used; 0 means the kernel chose
+	ConnsAsked       int    `json:"conns_asked"`       // connections asked for
+	ConnsEstablished int    `json:"conns_established"` // TCP connections that opened
+	ConnsHeld        int    `json:"conns_held"`        // open and error-free at the end (idle: passed the last round trip)
+	Sources          int    `json:"sources"`           // source addresses used; 0 means the kernel chose
+	FirstSource      string `json:"first_source"`      // the first of them ("" when Sources is 0)
 
 	OpenLoop    bool    `json:"open_loop"`    // a rate schedule, latency from intended send times
 	RateOffered float64 `json:"rate_offered"` // open loop: frames/s scheduled in the window; 0 closed loop
@@ -139,6 +140,9 @@ func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, win
 	if cfg.Idle {
 		s.Mode = "idle"
 	}
+	if len(cfg.sources) > 0 {
+		s.FirstSource = cfg.sources[0].String()
+	}
 	if s.MismatchSamples == nil {
 		s.MismatchSamples = []Mismatch{}
 	}
@@ -182,7 +186,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	row("target", "%s  %s framing, %d-byte payloads, pipeline %d, %s client", s.Addr, s.Framing, s.Size, s.Pipeline, s.Client)
 	conns := fmt.Sprintf("%d established of %d asked, %d held", s.ConnsEstablished, s.ConnsAsked, s.ConnsHeld)
 	if s.Sources > 0 {
-		conns += fmt.Sprintf(", over %d source addresses", s.Sources)
+		conns += fmt.Sprintf(", over %d source addresses from %s", s.Sources, s.FirstSource)
 	}
 	row("connections", "%s", conns)
 	if s.Mode == "idle" {

@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -60,6 +61,7 @@ type flags struct {
 	rate        float64
 	ramp        float64
 	sources     int
+	firstSource net.IP
 	warmup      time.Duration
 	idle        bool
 	hold        time.Duration
@@ -89,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Float64Var(&f.rate, "rate", 0, "open loop: total frames per second on a fixed schedule, latency from intended send times (0: closed loop)")
 	fs.Float64Var(&f.ramp, "ramp", 0, fmt.Sprintf("new connections per second (0: as fast as possible, at most %d connecting at once)", load.MaxConnecting))
 	fs.IntVar(&f.sources, "sources", 0, "spread connections over `N` source addresses 127.0.0.1..127.0.0.N (0: the kernel chooses)")
+	fs.TextVar(&f.firstSource, "first-source", net.IP(nil), "with -sources, the first source `address` (default 127.0.0.1): several generators given ranges apart use local ports apart")
 	fs.DurationVar(&f.warmup, "warmup", 0, "traffic before the measured window, not counted")
 	fs.BoolVar(&f.idle, "idle", false, "idle mode: open the connections, verify one round trip on each, hold them for -hold, verify again, report how many were held")
 	fs.DurationVar(&f.hold, "hold", 10*time.Second, "how long -idle holds the connections")
@@ -128,7 +131,7 @@ func (f *flags) check() error {
 	}
 	switch {
 	case f.interactive:
-		return only("-i (interactive)", "conns", "size", "pipeline", "duration", "requests", "rate", "ramp", "sources",
+		return only("-i (interactive)", "conns", "size", "pipeline", "duration", "requests", "rate", "ramp", "sources", "first-source",
 			"warmup", "idle", "hold", "json", "client", "loops")
 	case f.idle:
 		if err := only("-idle", "duration", "requests", "rate", "warmup", "pipeline"); err != nil {
@@ -154,6 +157,8 @@ func (f *flags) check() error {
 		return fmt.Errorf("-ramp %v is negative (0 means as fast as possible)", f.ramp)
 	case f.sources < 0:
 		return fmt.Errorf("-sources %d is negative", f.sources)
+	case f.set["first-source"] && f.sources == 0:
+		return errors.New("-first-source needs -sources")
 	case f.loops < 0:
 		return fmt.Errorf("-loops %d is negative", f.loops)
 	case f.set["loops"] && f.client == string(load.Goroutine):
@@ -181,7 +186,7 @@ func (f *flags) codec() (frame.Codec, error) {
 func (f *flags) options(codec frame.Codec) load.Options {
 	o := load.Options{
 		Addr: f.addr, Codec: codec, Conns: f.conns, Size: int(f.size.N), Pipeline: f.pipeline,
-		Duration: f.duration, Requests: f.requests, Rate: f.rate, Ramp: f.ramp, Sources: f.sources,
+		Duration: f.duration, Requests: f.requests, Rate: f.rate, Ramp: f.ramp, Sources: f.sources, FirstSource: f.firstSource,
 		Warmup: f.warmup, Idle: f.idle, DialTimeout: f.dialTimeout, Timeout: f.timeout,
 		Client: load.Client(f.client), Loops: f.loops,
 	}
@@ -261,7 +266,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func flagNames(msg string) string {
 	for _, r := range []struct{ field, flag string }{
 		{"size ", "-size "}, {"conns ", "-conns "}, {"pipeline ", "-pipeline "}, {"rate ", "-rate "},
-		{"ramp ", "-ramp "}, {"sources ", "-sources "}, {"loops ", "-loops "}, {"client ", "-client "},
+		{"ramp ", "-ramp "}, {"sources ", "-sources "}, {"first source ", "-first-source "}, {"loops ", "-loops "}, {"client ", "-client "},
 		{"address ", "-addr "}, {"framing ", "-framing "},
 	} {
 		if strings.HasPrefix(msg, r.field) {
