@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -145,6 +146,15 @@ type Options struct {
 	// wait between the two round trips.
 	Hold time.Duration
 
+	// Gate, if set, lines an idle run up with something outside it: Run
+	// calls it, and waits for it to return, before the hold once every
+	// connection is open and through its first round trip (next is
+	// "holding"), and after the hold before the last round trips (next is
+	// "verifying"). A driver running several generator processes starts
+	// their holds together with it, and reads the servers while nothing
+	// moves. It must return soon after ctx (Run's) ends. Idle mode only.
+	Gate func(ctx context.Context, next string)
+
 	// DialTimeout bounds each connection attempt. Zero means
 	// DefaultDialTimeout.
 	DialTimeout time.Duration
@@ -247,8 +257,8 @@ func (o Options) prepare() (*config, error) {
 	if c.Idle && (c.Duration > 0 || c.Requests > 0 || c.Rate > 0 || c.Pacer != nil || c.Warmup > 0) {
 		return bad("idle mode holds connections for Hold; duration, requests, rate and warmup are for load runs")
 	}
-	if !c.Idle && c.Hold > 0 {
-		return bad("hold is for idle mode")
+	if !c.Idle && (c.Hold > 0 || c.Gate != nil) {
+		return bad("hold and gate are for idle mode")
 	}
 	if !c.Idle && c.Duration == 0 && c.Requests == 0 {
 		c.Duration = DefaultDuration

@@ -6,6 +6,7 @@
 //	go run ./cmd/echoload -addr 127.0.0.1:7007 -conns 100 -duration 10s
 //	go run ./cmd/echoload -rate 50000 -conns 100 -duration 30s -warmup 5s
 //	go run ./cmd/echoload -idle -conns 10000 -ramp 2000 -hold 30s
+//	echoload -idle -conns 16000 -hold 60s -gate 10m -json   # lined up by a driver on stdin
 //	go run ./cmd/echoload -i -framing length
 //
 // Exit status: 0 when every connection asked for was established (and held)
@@ -65,6 +66,7 @@ type flags struct {
 	warmup      time.Duration
 	idle        bool
 	hold        time.Duration
+	gate        time.Duration
 	interactive bool
 	jsonOut     bool
 	client      string
@@ -95,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.warmup, "warmup", 0, "traffic before the measured window, not counted")
 	fs.BoolVar(&f.idle, "idle", false, "idle mode: open the connections, verify one round trip on each, hold them for -hold, verify again, report how many were held")
 	fs.DurationVar(&f.hold, "hold", 10*time.Second, "how long -idle holds the connections")
+	fs.DurationVar(&f.gate, "gate", 0, "with -idle, wait this long at most before the hold and before the last round trips: print one JSON line {\"gate\":...} on stdout and wait for a line on stdin (0: no gates)")
 	fs.BoolVar(&f.interactive, "i", false, "interactive: send each line of stdin as one frame, print each reply as it comes")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the summary as one line of JSON (schema: bench/load.Summary)")
 	fs.StringVar(&f.client, "client", "", "client implementation: "+load.Clients+" (default epoll on Linux)")
@@ -132,21 +135,21 @@ func (f *flags) check() error {
 	switch {
 	case f.interactive:
 		return only("-i (interactive)", "conns", "size", "pipeline", "duration", "requests", "rate", "ramp", "sources", "first-source",
-			"warmup", "idle", "hold", "json", "client", "loops")
+			"warmup", "idle", "hold", "gate", "json", "client", "loops")
 	case f.idle:
 		if err := only("-idle", "duration", "requests", "rate", "warmup", "pipeline"); err != nil {
 			return err
 		}
-	case f.set["hold"]:
-		return errors.New("-hold is for -idle")
+	case f.set["hold"], f.set["gate"]:
+		return errors.New("-hold and -gate are for -idle")
 	}
 	switch {
 	case f.conns < 1:
 		return fmt.Errorf("-conns %d: need at least 1", f.conns)
 	case f.pipeline < 1:
 		return fmt.Errorf("-pipeline %d: need at least 1", f.pipeline)
-	case f.duration < 0, f.warmup < 0, f.hold < 0:
-		return errors.New("-duration, -warmup and -hold must not be negative")
+	case f.duration < 0, f.warmup < 0, f.hold < 0, f.gate < 0:
+		return errors.New("-duration, -warmup, -hold and -gate must not be negative")
 	case f.timeout <= 0 || f.dialTimeout <= 0:
 		return errors.New("-timeout and -dial-timeout must be positive")
 	case f.requests < 0:
@@ -231,6 +234,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	opts := f.options(codec)
 	opts.Logger = log
+	var g *stdinGate
+	if f.gate > 0 {
+		g = &stdinGate{in: stdin, out: stdout, wait: f.gate, log: log}
+		opts.Gate = g.gate
+	}
 	l, err := load.New(opts)
 	switch {
 	case errors.Is(err, load.ErrInvalid):
@@ -238,6 +246,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case err != nil:
 		fmt.Fprintf(stderr, "echoload: %v\n", err)
 		return exitFail
+	}
+	if g != nil {
+		g.l = l
 	}
 	stopProgress := startProgress(l, stderr)
 	sum, err := l.Run(ctx)
