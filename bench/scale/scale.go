@@ -272,11 +272,11 @@ func (r *run) settle(ctx context.Context, base int) {
 	r.say("the kernel still had sockets of the last model in use after a minute; going on")
 }
 
-// gateLine is what echoload -gate writes at each gate.
+// gateLine is the part of what echoload -gate writes at each gate that the
+// driver reads.
 type gateLine struct {
-	Gate   string `json:"gate"`
-	Open   int    `json:"conns_open"`
-	Errors uint64 `json:"errors_total"`
+	Gate string `json:"gate"`
+	Open int    `json:"conns_open"`
 }
 
 // runModel runs one model: servers, generators, hold, verify, stop. A
