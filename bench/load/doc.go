@@ -18,12 +18,14 @@
 //	          or until Requests measured frames are answered
 //	   or
 //	idle      hold the connections for Hold, then one more verified round
-//	          trip on each (Summary.ConnsHeld counts those that pass)
+//	          trip on each (Summary.ConnsHeld counts those that pass);
+//	          Options.Gate, if set, is waited for before and after the hold
 //	drain     frames sent in the window are awaited (within Timeout)
 //
 // Every phase ends by itself: each connection attempt is bounded by
 // DialTimeout, each wait for progress by Timeout, the load by Duration or
-// Requests. Cancelling the context ends the window at once.
+// Requests (a Gate is bounded by whoever supplies it). Cancelling the
+// context ends the window at once.
 //
 // # Verification
 //

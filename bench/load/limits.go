@@ -11,10 +11,14 @@ import (
 	"echoloop/eventloop/session"
 )
 
-// sourceAddrs returns the n source addresses 127.0.0.1, 127.0.0.2, ...
-// (counting on through 127.0.1.0 past 127.0.0.255), or nil for n == 0.
-func sourceAddrs(n int, raddr *net.TCPAddr) ([]net.IP, error) {
+// sourceAddrs returns the n source addresses first, first+1, ... (counting
+// on through 127.0.1.0 past 127.0.0.255; first nil means 127.0.0.1), or nil
+// for n == 0.
+func sourceAddrs(n int, first net.IP, raddr *net.TCPAddr) ([]net.IP, error) {
 	if n == 0 {
+		if first != nil {
+			return nil, fmt.Errorf("%w: first source %s needs sources", ErrInvalid, first)
+		}
 		return nil, nil
 	}
 	if n < 0 || n > 1<<20 {
@@ -23,10 +27,21 @@ func sourceAddrs(n int, raddr *net.TCPAddr) ([]net.IP, error) {
 	if ip4 := raddr.IP.To4(); ip4 == nil || !ip4.IsLoopback() {
 		return nil, fmt.Errorf("%w: sources spread connections over 127.0.0.1..127.0.0.N and need a 127.x.x.x server address, not %s", ErrInvalid, raddr.IP)
 	}
+	base := uint32(127<<24 + 1)
+	if first != nil {
+		ip4 := first.To4()
+		if ip4 == nil || !ip4.IsLoopback() {
+			return nil, fmt.Errorf("%w: first source %s: want a 127.x.x.x address", ErrInvalid, first)
+		}
+		base = binary.BigEndian.Uint32(ip4)
+	}
+	if last := uint64(base) + uint64(n) - 1; last > 0x7fffffff { // 127.255.255.255
+		return nil, fmt.Errorf("%w: sources %d from %s run past 127.255.255.255", ErrInvalid, n, first)
+	}
 	ips := make([]net.IP, n)
 	for i := range ips {
 		ip := make(net.IP, 4)
-		binary.BigEndian.PutUint32(ip, 127<<24+1+uint32(i))
+		binary.BigEndian.PutUint32(ip, base+uint32(i))
 		ips[i] = ip
 	}
 	return ips, nil

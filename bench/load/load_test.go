@@ -3,6 +3,7 @@ package load_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +166,75 @@ func TestIdle(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestIdleGate checks that an idle run waits at its gates: at the first the
+// server has seen exactly one frame per connection, and still only that at
+// the second (no last round trip starts before the gate opens); the last
+// round trips follow it.
+func TestIdleGate(t *testing.T) {
+	for _, m := range model.Names() {
+		for _, cl := range clients {
+			t.Run(m+"/"+string(cl), func(t *testing.T) {
+				t.Parallel()
+				const conns = 50
+				srv := startEcho(t, m, "line")
+				var l *load.Load
+				var gates []string
+				gate := func(ctx context.Context, next string) {
+					gates = append(gates, next)
+					if p := l.Progress(); p.Phase != "waiting" || p.Open != conns {
+						t.Errorf("at gate %q: progress %+v", next, p)
+					}
+					// The server counts a frame before it answers it, and every
+					// answer was verified before the gate: no waiting needed.
+					if in := srv.Stats().FramesIn; in != conns {
+						t.Errorf("at gate %q the server has seen %d frames, want %d", next, in, conns)
+					}
+				}
+				l, err := load.New(load.Options{Addr: srv.Addr().String(), Conns: conns, Idle: true,
+					Hold: 10 * time.Millisecond, Gate: gate, Client: cl})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum, err := l.Run(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !sum.OK || sum.ConnsHeld != conns || sum.HoldS <= 0 || sum.ConnectS <= 0 {
+					t.Errorf("summary %+v", sum)
+				}
+				if want := []string{"holding", "verifying"}; !slices.Equal(gates, want) {
+					t.Errorf("gates %q, want %q", gates, want)
+				}
+				if in := srv.Stats().FramesIn; in != 2*conns {
+					t.Errorf("the server saw %d frames, want %d", in, 2*conns)
+				}
+			})
+		}
+	}
+}
+
+// TestIdleGateCancel checks that a run cancelled while it waits at a gate
+// ends: the gate returns with the context, the hold and the second gate are
+// skipped, and Run returns.
+func TestIdleGateCancel(t *testing.T) {
+	srv := startEcho(t, model.EventLoop, "line")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var gates []string
+	gate := func(ctx context.Context, next string) {
+		gates = append(gates, next)
+		cancel()
+		<-ctx.Done()
+	}
+	_, err := load.Run(ctx, load.Options{Addr: srv.Addr().String(), Conns: 5, Idle: true, Hold: time.Hour, Gate: gate,
+		Logger: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gates, []string{"holding"}) {
+		t.Errorf("gates %q, want only the first", gates)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -81,9 +82,13 @@ func TestBadOptions(t *testing.T) {
 		{"bad client", load.Options{Client: "threads"}, load.ErrInvalid, `client "threads"`},
 		{"loops for goroutine", load.Options{Client: load.Goroutine, Loops: 2}, load.ErrInvalid, "loops applies to the epoll client"},
 		{"idle with rate", load.Options{Idle: true, Rate: 10}, load.ErrInvalid, "idle mode"},
-		{"hold without idle", load.Options{Hold: time.Second}, load.ErrInvalid, "hold is for idle mode"},
+		{"hold without idle", load.Options{Hold: time.Second}, load.ErrInvalid, "hold and gate are for idle mode"},
+		{"gate without idle", load.Options{Gate: func(context.Context, string) {}}, load.ErrInvalid, "hold and gate are for idle mode"},
 		{"negative rate", load.Options{Rate: -1}, load.ErrInvalid, "rate -1"},
 		{"sources off loopback", load.Options{Addr: "10.0.0.1:7", Sources: 2}, load.ErrInvalid, "need a 127.x.x.x server address"},
+		{"first source without sources", load.Options{FirstSource: net.IPv4(127, 0, 0, 2)}, load.ErrInvalid, "needs sources"},
+		{"first source off loopback", load.Options{Sources: 2, FirstSource: net.IPv4(10, 0, 0, 1)}, load.ErrInvalid, "want a 127.x.x.x address"},
+		{"sources past 127/8", load.Options{Sources: 2, FirstSource: net.IPv4(127, 255, 255, 255)}, load.ErrInvalid, "run past 127.255.255.255"},
 		{"fd limit", load.Options{Conns: 1_000_000}, load.ErrFDLimit, "raise it (ulimit -n)"},
 	}
 	for _, tt := range tests {
@@ -265,42 +270,50 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-// TestSources checks connections come from the source addresses asked for.
+// TestSources checks connections come from the source addresses asked for,
+// from 127.0.0.1 or from FirstSource.
 func TestSources(t *testing.T) {
 	for _, cl := range clients {
-		t.Run(string(cl), func(t *testing.T) {
-			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mu sync.Mutex
-			seen := map[string]int{}
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
+		for _, first := range []net.IP{nil, net.IPv4(127, 0, 0, 7)} {
+			t.Run(fmt.Sprintf("%s/%v", cl, first), func(t *testing.T) {
+				t.Parallel()
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				var mu sync.Mutex
+				seen := map[string]int{}
+				var wg sync.WaitGroup
+				wg.Go(func() {
+					for {
+						c, err := ln.Accept()
+						if err != nil {
+							return
+						}
+						mu.Lock()
+						seen[c.RemoteAddr().(*net.TCPAddr).IP.String()]++
+						mu.Unlock()
+						wg.Go(func() { defer c.Close(); _, _ = io.Copy(c, c) })
 					}
-					mu.Lock()
-					seen[c.RemoteAddr().(*net.TCPAddr).IP.String()]++
-					mu.Unlock()
-					wg.Go(func() { defer c.Close(); _, _ = io.Copy(c, c) })
+				})
+				defer wg.Wait()
+				defer ln.Close()
+				sum := run(t, load.Options{Addr: ln.Addr().String(), Conns: 9, Sources: 3, FirstSource: first,
+					Requests: 90, Client: cl, Codec: frame.Raw{}})
+				want := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+				if first != nil {
+					want = []string{"127.0.0.7", "127.0.0.8", "127.0.0.9"}
+				}
+				if !sum.OK || sum.Sources != 3 || sum.FirstSource != want[0] {
+					t.Fatalf("summary %+v", sum)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(seen) != 3 || seen[want[0]] != 3 || seen[want[1]] != 3 || seen[want[2]] != 3 {
+					t.Errorf("connections came from %v, want 3 each from %v", seen, want)
 				}
 			})
-			defer wg.Wait()
-			defer ln.Close()
-			sum := run(t, load.Options{Addr: ln.Addr().String(), Conns: 9, Sources: 3, Requests: 90, Client: cl, Codec: frame.Raw{}})
-			if !sum.OK || sum.Sources != 3 {
-				t.Fatalf("summary %+v", sum)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if len(seen) != 3 || seen["127.0.0.1"] != 3 || seen["127.0.0.2"] != 3 || seen["127.0.0.3"] != 3 {
-				t.Errorf("connections came from %v, want 3 each from 127.0.0.1-3", seen)
-			}
-		})
+		}
 	}
 }
 

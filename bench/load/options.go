@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -124,6 +125,14 @@ type Options struct {
 	// server. Zero lets the kernel choose. Needs a loopback IPv4 Addr.
 	Sources int
 
+	// FirstSource moves the Sources addresses to start here instead of at
+	// 127.0.0.1: several generator processes given ranges that do not
+	// overlap draw on local ports of their own, since the ports towards
+	// one server address are shared by every process using a source
+	// address. Nil means 127.0.0.1; otherwise a loopback IPv4 address, and
+	// Sources must be set.
+	FirstSource net.IP
+
 	// Warmup is traffic before the measured window; nothing in it is counted
 	// in the Summary's figures. Zero means none.
 	Warmup time.Duration
@@ -136,6 +145,15 @@ type Options struct {
 	// Hold is how long Idle mode keeps the connections open. Zero means no
 	// wait between the two round trips.
 	Hold time.Duration
+
+	// Gate, if set, lines an idle run up with something outside it: Run
+	// calls it, and waits for it to return, before the hold once every
+	// connection is open and through its first round trip (next is
+	// "holding"), and after the hold before the last round trips (next is
+	// "verifying"). A driver running several generator processes starts
+	// their holds together with it, and reads the servers while nothing
+	// moves. It must return soon after ctx (Run's) ends. Idle mode only.
+	Gate func(ctx context.Context, next string)
 
 	// DialTimeout bounds each connection attempt. Zero means
 	// DefaultDialTimeout.
@@ -239,8 +257,8 @@ func (o Options) prepare() (*config, error) {
 	if c.Idle && (c.Duration > 0 || c.Requests > 0 || c.Rate > 0 || c.Pacer != nil || c.Warmup > 0) {
 		return bad("idle mode holds connections for Hold; duration, requests, rate and warmup are for load runs")
 	}
-	if !c.Idle && c.Hold > 0 {
-		return bad("hold is for idle mode")
+	if !c.Idle && (c.Hold > 0 || c.Gate != nil) {
+		return bad("hold and gate are for idle mode")
 	}
 	if !c.Idle && c.Duration == 0 && c.Requests == 0 {
 		c.Duration = DefaultDuration
@@ -284,7 +302,7 @@ func (o Options) prepare() (*config, error) {
 		c.Loops = runtime.GOMAXPROCS(0)
 	}
 	c.Loops = max(min(c.Loops, c.Conns), 1)
-	if c.sources, err = sourceAddrs(c.Sources, c.raddr); err != nil {
+	if c.sources, err = sourceAddrs(c.Sources, c.FirstSource, c.raddr); err != nil {
 		return nil, err
 	}
 	if err := c.checkLimits(); err != nil {

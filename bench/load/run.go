@@ -105,21 +105,25 @@ func (l *Load) Run(ctx context.Context) (*Summary, error) {
 	established := int(l.live.established.Load())
 	log.Info().Int("established", established).Int("open", eng.open()).Msg("connected")
 
-	sum := &Summary{}
+	sum := &Summary{ConnectS: time.Duration(l.now() - l.runStart.Load()).Seconds()}
 	var cpu0 rusage
 	var winStart, winEnd int64
 	switch {
 	case ctx.Err() != nil:
 		cpu0, winStart, winEnd = getRusage(), l.now(), l.now()
 	case cfg.Idle:
+		l.gate(ctx, "holding")
 		l.live.phase.Store("holding")
 		log.Info().Int("conns", eng.open()).Stringer("hold", cfg.Hold).Msg("holding")
+		held := l.now()
 		t := time.NewTimer(cfg.Hold)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 		}
+		sum.HoldS = time.Duration(l.now() - held).Seconds()
+		l.gate(ctx, "verifying")
 		l.live.phase.Store("verifying")
 		last := &plan{perConn: 1, measure: true}
 		last.windowEnd.Store(noEnd)
@@ -175,6 +179,16 @@ func (l *Load) Run(ctx context.Context) (*Summary, error) {
 	return sum, nil
 }
 
+// gate calls Options.Gate, if set, before phase next; Progress says
+// "waiting" meanwhile.
+func (l *Load) gate(ctx context.Context, next string) {
+	if l.cfg.Gate == nil || ctx.Err() != nil {
+		return
+	}
+	l.live.phase.Store("waiting")
+	l.cfg.Gate(ctx, next)
+}
+
 // loadPlan lays out the load phase starting now over n open connections.
 func (l *Load) loadPlan(n int) *plan {
 	cfg := l.cfg
@@ -205,7 +219,7 @@ func (l *Load) loadPlan(n int) *plan {
 
 // Progress is a snapshot of a run in progress.
 type Progress struct {
-	Phase       string        // ready, connecting, warmup, running, holding, verifying, done
+	Phase       string        // ready, connecting, warmup, running, waiting (at a Gate), holding, verifying, done
 	Elapsed     time.Duration // since Run started
 	Asked       int           // connections asked for
 	Established int           // connections established so far

@@ -36,15 +36,18 @@ type Summary struct {
 	Wire     int    `json:"wire"`     // bytes per frame on the wire, framing included
 	Pipeline int    `json:"pipeline"` // frames in flight per connection, at most
 
-	ConnsAsked       int `json:"conns_asked"`       // connections asked for
-	ConnsEstablished int `json:"conns_established"` // TCP connections that opened
-	ConnsHeld        int `json:"conns_held"`        // open and error-free at the end (idle: passed the last round trip)
-	Sources          int `json:"sources"`           // source addresses used; 0 means the kernel chose
+	ConnsAsked       int    `json:"conns_asked"`       // connections asked for
+	ConnsEstablished int    `json:"conns_established"` // TCP connections that opened
+	ConnsHeld        int    `json:"conns_held"`        // open and error-free at the end (idle: passed the last round trip)
+	Sources          int    `json:"sources"`           // source addresses used; 0 means the kernel chose
+	FirstSource      string `json:"first_source"`      // the first of them ("" when Sources is 0)
 
 	OpenLoop    bool    `json:"open_loop"`    // a rate schedule, latency from intended send times
 	RateOffered float64 `json:"rate_offered"` // open loop: frames/s scheduled in the window; 0 closed loop
 
+	ConnectS float64 `json:"connect_s"` // opening the connections and their first round trip, seconds
 	WarmupS  float64 `json:"warmup_s"`  // warm-up before the window, seconds
+	HoldS    float64 `json:"hold_s"`    // idle: the hold between the two round trips, seconds (gates not included)
 	ElapsedS float64 `json:"elapsed_s"` // measured window, seconds
 
 	FramesSent     uint64  `json:"frames_sent"`     // frames sent in the window
@@ -138,7 +141,7 @@ func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, win
 		Schema: SchemaVersion, Mode: "load", Client: string(cfg.Client), Loops: cfg.Loops,
 		Addr: cfg.Addr, Framing: cfg.Codec.String(), Size: cfg.Size, Wire: cfg.wire, Pipeline: cfg.Pipeline,
 		ConnsAsked: cfg.Conns, ConnsEstablished: established, ConnsHeld: s.ConnsHeld, Sources: len(cfg.sources),
-		OpenLoop: s.OpenLoop, RateOffered: s.RateOffered, WarmupS: cfg.Warmup.Seconds(),
+		OpenLoop: s.OpenLoop, RateOffered: s.RateOffered, ConnectS: s.ConnectS, WarmupS: cfg.Warmup.Seconds(), HoldS: s.HoldS,
 		FramesSent: tot.sent, FramesVerified: tot.verified,
 		BytesSent: tot.sent * uint64(cfg.wire), BytesReceived: tot.verified * uint64(cfg.wire),
 		Mismatches: tot.mismatches, MismatchSamples: tot.samples, Errors: []ErrorCount{},
@@ -147,6 +150,9 @@ func (s *Summary) fill(cfg *config, all []*stats, established int, winStart, win
 	}
 	if cfg.Idle {
 		s.Mode = "idle"
+	}
+	if len(cfg.sources) > 0 {
+		s.FirstSource = cfg.sources[0].String()
 	}
 	if s.MismatchSamples == nil {
 		s.MismatchSamples = []Mismatch{}
@@ -193,11 +199,12 @@ func (s *Summary) WriteText(w io.Writer) error {
 	row("target", "%s  %s framing, %d-byte payloads, pipeline %d, %s client", s.Addr, s.Framing, s.Size, s.Pipeline, s.Client)
 	conns := fmt.Sprintf("%d established of %d asked, %d held", s.ConnsEstablished, s.ConnsAsked, s.ConnsHeld)
 	if s.Sources > 0 {
-		conns += fmt.Sprintf(", over %d source addresses", s.Sources)
+		conns += fmt.Sprintf(", over %d source addresses from %s", s.Sources, s.FirstSource)
 	}
 	row("connections", "%s", conns)
 	if s.Mode == "idle" {
-		row("idle", "%d of %d connections held and verified after the hold", s.ConnsHeld, s.ConnsEstablished)
+		row("idle", "%d of %d connections held %s and verified after the hold; connecting took %s",
+			s.ConnsHeld, s.ConnsEstablished, fmtSeconds(s.HoldS), fmtSeconds(s.ConnectS))
 	} else {
 		mode := "closed loop"
 		if s.OpenLoop {

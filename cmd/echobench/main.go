@@ -32,6 +32,7 @@ import (
 	"echoloop/bench/harness"
 	"echoloop/bench/report"
 	"echoloop/bench/results"
+	"echoloop/cmd/internal/cli"
 )
 
 func main() {
@@ -104,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *serverCPUs == *loadCPUs || *loadCPUs == "" {
 		return usage(stderr, fmt.Errorf("-server-cpus %q and -load-cpus %q must name different CPUs (this machine has %d)", *serverCPUs, *loadCPUs, cores))
 	}
-	root, err := moduleRoot()
+	root, err := cli.ModuleRoot("echobench")
 	if err != nil {
 		fmt.Fprintf(stderr, "echobench: %v\n", err)
 		return exitFail
@@ -194,22 +195,4 @@ func defaultLoadCPUs(cores int) string {
 		return "1"
 	}
 	return fmt.Sprintf("1-%d", cores-1)
-}
-
-// moduleRoot finds the directory of go.mod from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run echobench inside the echoloop repository: no go.mod found above the working directory")
-		}
-		dir = parent
-	}
 }

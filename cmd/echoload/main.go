@@ -6,6 +6,7 @@
 //	go run ./cmd/echoload -addr 127.0.0.1:7007 -conns 100 -duration 10s
 //	go run ./cmd/echoload -rate 50000 -conns 100 -duration 30s -warmup 5s
 //	go run ./cmd/echoload -idle -conns 10000 -ramp 2000 -hold 30s
+//	echoload -idle -conns 16000 -hold 60s -gate 10m -json   # lined up by a driver on stdin
 //	go run ./cmd/echoload -i -framing length
 //
 // Exit status: 0 when every connection asked for was established (and held)
@@ -23,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -63,9 +65,11 @@ type flags struct {
 	rate        float64
 	ramp        float64
 	sources     int
+	firstSource net.IP
 	warmup      time.Duration
 	idle        bool
 	hold        time.Duration
+	gate        time.Duration
 	interactive bool
 	jsonOut     bool
 	client      string
@@ -92,9 +96,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Float64Var(&f.rate, "rate", 0, "open loop: total frames per second on a fixed schedule, latency from intended send times (0: closed loop)")
 	fs.Float64Var(&f.ramp, "ramp", 0, fmt.Sprintf("new connections per second (0: as fast as possible, at most %d connecting at once)", load.MaxConnecting))
 	fs.IntVar(&f.sources, "sources", 0, "spread connections over `N` source addresses 127.0.0.1..127.0.0.N (0: the kernel chooses)")
+	fs.TextVar(&f.firstSource, "first-source", net.IP(nil), "with -sources, the first source `address` (default 127.0.0.1): several generators given ranges apart use local ports apart")
 	fs.DurationVar(&f.warmup, "warmup", 0, "traffic before the measured window, not counted")
 	fs.BoolVar(&f.idle, "idle", false, "idle mode: open the connections, verify one round trip on each, hold them for -hold, verify again, report how many were held")
 	fs.DurationVar(&f.hold, "hold", 10*time.Second, "how long -idle holds the connections")
+	fs.DurationVar(&f.gate, "gate", 0, "with -idle, wait this long at most before the hold and before the last round trips: print one JSON line {\"gate\":...} on stdout and wait for a line on stdin (0: no gates)")
 	fs.BoolVar(&f.interactive, "i", false, "interactive: send each line of stdin as one frame, print each reply as it comes")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the summary as one line of JSON (schema: bench/load.Summary)")
 	fs.StringVar(&f.client, "client", "", "client implementation: "+load.Clients+" (default epoll on Linux)")
@@ -131,22 +137,22 @@ func (f *flags) check() error {
 	}
 	switch {
 	case f.interactive:
-		return only("-i (interactive)", "conns", "size", "pipeline", "duration", "requests", "rate", "ramp", "sources",
-			"warmup", "idle", "hold", "json", "client", "loops")
+		return only("-i (interactive)", "conns", "size", "pipeline", "duration", "requests", "rate", "ramp", "sources", "first-source",
+			"warmup", "idle", "hold", "gate", "json", "client", "loops")
 	case f.idle:
 		if err := only("-idle", "duration", "requests", "rate", "warmup", "pipeline"); err != nil {
 			return err
 		}
-	case f.set["hold"]:
-		return errors.New("-hold is for -idle")
+	case f.set["hold"], f.set["gate"]:
+		return errors.New("-hold and -gate are for -idle")
 	}
 	switch {
 	case f.conns < 1:
 		return fmt.Errorf("-conns %d: need at least 1", f.conns)
 	case f.pipeline < 1:
 		return fmt.Errorf("-pipeline %d: need at least 1", f.pipeline)
-	case f.duration < 0, f.warmup < 0, f.hold < 0:
-		return errors.New("-duration, -warmup and -hold must not be negative")
+	case f.duration < 0, f.warmup < 0, f.hold < 0, f.gate < 0:
+		return errors.New("-duration, -warmup, -hold and -gate must not be negative")
 	case f.timeout <= 0 || f.dialTimeout <= 0:
 		return errors.New("-timeout and -dial-timeout must be positive")
 	case f.requests < 0:
@@ -157,6 +163,8 @@ func (f *flags) check() error {
 		return fmt.Errorf("-ramp %v is negative (0 means as fast as possible)", f.ramp)
 	case f.sources < 0:
 		return fmt.Errorf("-sources %d is negative", f.sources)
+	case f.set["first-source"] && f.sources == 0:
+		return errors.New("-first-source needs -sources")
 	case f.loops < 0:
 		return fmt.Errorf("-loops %d is negative", f.loops)
 	case f.set["loops"] && f.client == string(load.Goroutine):
@@ -184,7 +192,7 @@ func (f *flags) codec() (frame.Codec, error) {
 func (f *flags) options(codec frame.Codec) load.Options {
 	o := load.Options{
 		Addr: f.addr, Codec: codec, Conns: f.conns, Size: int(f.size.N), Pipeline: f.pipeline,
-		Duration: f.duration, Requests: f.requests, Rate: f.rate, Ramp: f.ramp, Sources: f.sources,
+		Duration: f.duration, Requests: f.requests, Rate: f.rate, Ramp: f.ramp, Sources: f.sources, FirstSource: f.firstSource,
 		Warmup: f.warmup, Idle: f.idle, DialTimeout: f.dialTimeout, Timeout: f.timeout,
 		Client: load.Client(f.client), Loops: f.loops,
 	}
@@ -229,6 +237,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	opts := f.options(codec)
 	opts.Logger = log
+	var g *stdinGate
+	if f.gate > 0 {
+		g = &stdinGate{in: stdin, out: stdout, wait: f.gate, log: log}
+		opts.Gate = g.gate
+	}
 	l, err := load.New(opts)
 	switch {
 	case errors.Is(err, load.ErrInvalid):
@@ -236,6 +249,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case err != nil:
 		fmt.Fprintf(stderr, "echoload: %v\n", err)
 		return exitFail
+	}
+	if g != nil {
+		g.l = l
 	}
 	stopProgress := startProgress(l, stderr)
 	sum, err := l.Run(ctx)
@@ -267,7 +283,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func flagNames(msg string) string {
 	for _, r := range []struct{ field, flag string }{
 		{"size ", "-size "}, {"conns ", "-conns "}, {"pipeline ", "-pipeline "}, {"rate ", "-rate "},
-		{"ramp ", "-ramp "}, {"sources ", "-sources "}, {"loops ", "-loops "}, {"client ", "-client "},
+		{"ramp ", "-ramp "}, {"sources ", "-sources "}, {"first source ", "-first-source "}, {"loops ", "-loops "}, {"client ", "-client "},
 		{"address ", "-addr "}, {"framing ", "-framing "},
 	} {
 		if strings.HasPrefix(msg, r.field) {

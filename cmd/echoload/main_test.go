@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,10 +65,15 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-rate", "-5"}, "-rate -5 is negative"},
 		{[]string{"-client", "threads"}, `-client "threads" (known: epoll, goroutine)`},
 		{[]string{"-client", "goroutine", "-loops", "2"}, "-loops applies to -client epoll"},
-		{[]string{"-hold", "5s"}, "-hold is for -idle"},
+		{[]string{"-hold", "5s"}, "-hold and -gate are for -idle"},
+		{[]string{"-gate", "1m"}, "-hold and -gate are for -idle"},
+		{[]string{"-idle", "-gate", "-1s"}, "must not be negative"},
 		{[]string{"-idle", "-rate", "100"}, "-rate does not apply to -idle"},
 		{[]string{"-i", "-conns", "5"}, "-conns does not apply to -i (interactive)"},
 		{[]string{"-sources", "3", "-addr", "10.1.2.3:7"}, "need a 127.x.x.x server address"},
+		{[]string{"-first-source", "127.0.0.5"}, "-first-source needs -sources"},
+		{[]string{"-first-source", "here", "-sources", "2"}, `invalid value "here" for flag -first-source`},
+		{[]string{"-first-source", "10.0.0.1", "-sources", "2"}, "-first-source 10.0.0.1: want a 127.x.x.x address"},
 		{[]string{"-addr", "nowhere"}, `-addr "nowhere": want host:port`},
 		{[]string{"-timeout", "0s"}, "-timeout and -dial-timeout must be positive"},
 		{[]string{"-log-level", "loud"}, `invalid log level "loud"`},
@@ -236,6 +244,68 @@ func TestIdleMode(t *testing.T) {
 				t.Errorf("idle summary %+v", sum)
 			}
 		})
+	}
+}
+
+// TestIdleGates drives -gate as a driver would: it reads each gate line,
+// checks the server has seen one frame per connection and no more (the
+// generator waits at the gate), then opens the gate with a line on stdin.
+func TestIdleGates(t *testing.T) {
+	const conns = 50
+	srv := servertest.Start(t, model.Options{Model: model.EventLoop, Config: session.Config{Codec: frame.Line{}}})
+	stdinR, stdinW := io.Pipe()
+	stdoutR, stdoutW := io.Pipe()
+	defer stdinW.Close()
+	var stderr bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		defer stdoutW.Close()
+		code <- run(context.Background(), []string{"-addr", srv.Addr().String(), "-idle", "-conns", strconv.Itoa(conns),
+			"-hold", "10ms", "-gate", "1m", "-json"}, stdinR, stdoutW, &stderr)
+	}()
+	out := bufio.NewScanner(stdoutR)
+	for _, want := range []string{"holding", "verifying"} {
+		if !out.Scan() {
+			t.Fatalf("no gate line %q: %v; stderr: %s", want, out.Err(), &stderr)
+		}
+		var g gateLine
+		if err := json.Unmarshal(out.Bytes(), &g); err != nil || g.Gate != want || g.Open != conns || g.Asked != conns {
+			t.Fatalf("gate line %s (%v), want gate %q with %d open", out.Bytes(), err, want, conns)
+		}
+		if in := srv.Stats().FramesIn; in != conns {
+			t.Errorf("at gate %q the server has seen %d frames, want %d", want, in, conns)
+		}
+		if _, err := io.WriteString(stdinW, "go\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !out.Scan() {
+		t.Fatalf("no summary: %v; stderr: %s", out.Err(), &stderr)
+	}
+	var sum load.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil || !sum.OK || sum.ConnsHeld != conns {
+		t.Errorf("summary %s (%v)", out.Bytes(), err)
+	}
+	_, _ = io.Copy(io.Discard, stdoutR)
+	if c := <-code; c != exitOK {
+		t.Errorf("exit %d; stderr: %s", c, &stderr)
+	}
+	if in := srv.Stats().FramesIn; in != 2*conns {
+		t.Errorf("the server saw %d frames, want %d", in, 2*conns)
+	}
+}
+
+// TestIdleGatesStdinClosed checks that the end of stdin opens the gates, so
+// a generator whose driver is gone finishes by itself.
+func TestIdleGatesStdinClosed(t *testing.T) {
+	addr := start(t, model.EventLoop, "line", nil)
+	code, stdout, stderr := runCmd(t, "", "-addr", addr, "-idle", "-conns", "5", "-hold", "10ms", "-gate", "1h", "-json")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	if lines := strings.Split(strings.TrimSpace(stdout), "\n"); len(lines) != 3 || !strings.Contains(lines[0], `"gate":"holding"`) ||
+		!strings.Contains(lines[1], `"gate":"verifying"`) || !strings.Contains(lines[2], `"conns_held":5`) {
+		t.Errorf("stdout:\n%s", stdout)
 	}
 }
 

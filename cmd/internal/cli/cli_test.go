@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -88,5 +89,20 @@ func TestConsoleHasNoColourOffATerminal(t *testing.T) {
 	log.Info().Str("k", "v").Msg("hello")
 	if out := buf.String(); strings.Contains(out, "\x1b[") || !strings.Contains(out, "hello") {
 		t.Errorf("console log to a buffer: %q, want plain text", out)
+	}
+}
+
+func TestModuleRoot(t *testing.T) {
+	root, err := ModuleRoot("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := filepath.Abs("../../..")
+	if root != want {
+		t.Errorf("ModuleRoot = %q, want %q", root, want)
+	}
+	t.Chdir(t.TempDir())
+	if _, err := ModuleRoot("test"); err == nil || !strings.Contains(err.Error(), "run test inside the echoloop repository") {
+		t.Errorf("outside the repository: %v", err)
 	}
 }
