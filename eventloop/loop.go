@@ -39,6 +39,8 @@ type loopState struct {
 	copied int64
 
 	sweepTask gnet.Runnable // sweep as a Runnable, made once
+
+	trace *loopTrace // the read being traced; nil unless tracing (see trace.go)
 }
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {
