@@ -69,6 +69,8 @@ type conn struct {
 	// one: RemoteAddr reports it instead of the socket's peer. Stored once,
 	// before the session opens; an eviction pass may read it meanwhile.
 	proxied atomic.Pointer[net.Addr]
+
+	trace *connTrace // the reads' trace; nil until the first when tracing (see trace.go)
 }
 
 // errWoken means a read or write was cut short on purpose: by a stop or
@@ -221,6 +223,9 @@ func earlier(d, from time.Time, after time.Duration) time.Time {
 // current.
 func (c *conn) serveBuffered() error {
 	err := c.serveAndWrite()
+	if c.Tracing() {
+		c.traceRead()
+	}
 	c.settle()
 	c.account()
 	return err
@@ -391,6 +396,7 @@ func (c *conn) write() error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.traceWrite(len(c.out))
 	return c.writeAll(c.out)
 }
 
