@@ -7,6 +7,7 @@
 //	go run ./cmd/echoload -rate 50000 -conns 100 -duration 30s -warmup 5s
 //	go run ./cmd/echoload -idle -conns 10000 -ramp 2000 -hold 30s
 //	go run ./cmd/echoload -i -framing length
+//	go run ./cmd/echoload -i -show-reads
 //
 // Exit status: 0 when every connection asked for was established (and held)
 // and every reply verified; 1 on any mismatch, connection error or
@@ -64,6 +65,7 @@ type flags struct {
 	idle        bool
 	hold        time.Duration
 	interactive bool
+	showReads   bool
 	jsonOut     bool
 	client      string
 	loops       int
@@ -93,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.idle, "idle", false, "idle mode: open the connections, verify one round trip on each, hold them for -hold, verify again, report how many were held")
 	fs.DurationVar(&f.hold, "hold", 10*time.Second, "how long -idle holds the connections")
 	fs.BoolVar(&f.interactive, "i", false, "interactive: send each line of stdin as one frame, print each reply as it comes")
+	fs.BoolVar(&f.showReads, "show-reads", false, "with -i: print each read from the server, its size and first bytes, before the replies it completes")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the summary as one line of JSON (schema: bench/load.Summary)")
 	fs.StringVar(&f.client, "client", "", "client implementation: "+load.Clients+" (default epoll on Linux)")
 	fs.IntVar(&f.loops, "loops", 0, "epoll loops, each on its own goroutine (0: GOMAXPROCS)")
@@ -125,6 +128,9 @@ func (f *flags) check() error {
 			}
 		}
 		return nil
+	}
+	if f.set["show-reads"] && !f.interactive {
+		return errors.New("-show-reads is for -i (interactive): a load run does not print replies")
 	}
 	switch {
 	case f.interactive:
@@ -216,7 +222,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if f.interactive {
 		err := load.Interactive(ctx, load.InteractiveOptions{Addr: f.addr, Codec: codec, In: stdin, Out: stdout,
-			Notes: stderr, DialTimeout: f.dialTimeout, Wait: f.timeout})
+			Notes: stderr, ShowReads: f.showReads, DialTimeout: f.dialTimeout, Wait: f.timeout})
 		if err != nil {
 			fmt.Fprintf(stderr, "echoload: %v\n", err)
 			return exitFail
