@@ -13,7 +13,7 @@ import (
 // OnTraffic runs and reports the read after it returns, while the session
 // records the frames Serve completes and conn.write the replies. When none
 // is set the loop runs handler itself: nothing on the path of a read
-// changes but a comparison per write and per Serve.
+// changes but a comparison per Serve and per write.
 
 // loopTrace is a loop's record of the read being served. One per loop is
 // enough: a loop serves one OnTraffic at a time.

@@ -8,7 +8,8 @@ import "echoloop/eventloop/session"
 // completes and write the replies; the bytes the read brought follow from
 // what is buffered: the bytes carried into the read and those it brought
 // are the frames it completed and the bytes it carries on. When no Tracer
-// is set, a connection has no connTrace and a read pays a comparison.
+// is set, a connection has no connTrace, and a read pays a comparison in
+// serveBuffered, one in Serve and one per write.
 
 // connTrace is a connection's record of its reads, made at the first.
 // Only the connection's goroutine touches it.

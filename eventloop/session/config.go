@@ -130,8 +130,8 @@ type Config struct {
 	// Tracer, when set, hears of every read from every connection: the
 	// bytes, the frames completed, the bytes carried to the next read, the
 	// replies written (see Read). It must be safe for concurrent use. Nil,
-	// the default, is off: then tracing costs a comparison per Serve and per
-	// frame, and no allocation.
+	// the default, is off: then tracing costs a comparison per Serve and
+	// per write, and no allocation.
 	Tracer Tracer
 
 	// Logger receives the server's logs. Packages add a "component" field;

@@ -171,10 +171,6 @@ func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 	s.need = 0
 	scanned := int(s.scanned)
 	codec, handler := s.sh.Config.Codec, s.sh.Config.Handler
-	var rec *Read // the read's trace; nil unless tracing
-	if s.sh.Config.Tracer != nil {
-		rec = recording(c)
-	}
 	for s.closing == nil {
 		payload, used, err := frame.DecodeFrom(codec, in[n:], scanned)
 		scanned = 0
@@ -194,13 +190,13 @@ func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 		n += used
 		frames++
 		s.scanned = 0
-		if rec != nil {
-			rec.frame(used)
-		}
 		handler.ServeFrame(c, payload)
 	}
 	if frames > 0 {
 		s.sh.Counters.framesIn.Add(frames)
+		if s.sh.Config.Tracer != nil {
+			s.traceFrames(c, in[:n], int(frames))
+		}
 	}
 	s.flushCounts()
 	return n

@@ -78,3 +78,24 @@ func TestServeWithoutRecorder(t *testing.T) {
 		t.Errorf("Serve = %d, %q", used, out)
 	}
 }
+
+// BenchmarkServeTraced is BenchmarkServe with a tracer that drops each
+// read: what a traced read costs before any logging or rate limit.
+func BenchmarkServeTraced(b *testing.B) {
+	c := &recordingConn{}
+	cfg := &Config{Codec: frame.Line{}, Handler: handlers.Echo{}, Tracer: TracerFunc(func(*Read) {})}
+	c.Init(&Shared{Config: cfg, Counters: &Counters{}, Log: &zerolog.Logger{}})
+	var in []byte
+	for range 16 {
+		in, _ = frame.Line{}.Append(in, []byte(strings.Repeat("e", 64)))
+	}
+	out := make([]byte, 0, 2*len(in))
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		out = out[:0]
+		c.Serve(c, in, &out)
+		c.read.In = len(in)
+		c.TraceRead(c, &c.read)
+	}
+}
