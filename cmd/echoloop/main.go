@@ -114,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.edge, "edge-triggered", false, "gnet lever: edge-triggered epoll instead of level-triggered")
 	fs.BoolVar(&f.trace, "trace", false, fmt.Sprintf("log a line per read: the connection, the bytes that arrived, the frames they completed and their sizes, "+
 		"the bytes of a partial frame carried to the next read, the reply bytes and writes; at most %d lines at once, then %d a second "+
-		"(each line then says how many were dropped before it); shown whatever -log-level", tracelog.DefaultBurst, tracelog.DefaultRate))
+		"(the next line written says how many were dropped); shown whatever -log-level", tracelog.DefaultBurst, tracelog.DefaultRate))
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on `host:port` at /metrics; empty = off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: "+cli.LogLevels)
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
