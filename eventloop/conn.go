@@ -51,6 +51,9 @@ func (c *conn) write(out []byte) {
 	if _, err := c.gc.Write(out); err == nil {
 		c.CountWritten(len(out))
 		c.loop.noteWrite(c)
+		if c.loop.trace != nil {
+			c.loop.traceWrite(c, len(out))
+		}
 	}
 }
 

@@ -49,6 +49,8 @@ type loopState struct {
 	next        []int32
 	fans        []fanout
 	fanIndex    map[*conn]int
+
+	trace *loopTrace // the read being traced; nil unless tracing (see trace.go)
 }
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {

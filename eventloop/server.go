@@ -162,7 +162,7 @@ func (s *Server) ListenAndServe() error {
 	// Connections come from the acceptor (see accept.go), accepted by
 	// package net, which sets TCP_NODELAY and keep-alive on each as it
 	// does for the goroutine model.
-	err = gnet.Run(h, "unix://"+sock,
+	err = gnet.Run(h.eventHandler(), "unix://"+sock,
 		gnet.WithNumEventLoop(s.opts.Loops),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(s.opts.ReadBufferCap),

@@ -32,6 +32,12 @@ type InteractiveOptions struct {
 	// DialTimeout bounds the connection attempt; zero means
 	// DefaultDialTimeout.
 	DialTimeout time.Duration
+	// ShowReads prints a line to Out for each read from the connection,
+	// before the replies it completes: its size and its first bytes,
+	// Go-quoted ([read 10 bytes: "this is a "]), and the end of the stream
+	// ([read 0 bytes: end of stream]). It shows how the server's replies
+	// were split or coalesced on their way. Default off.
+	ShowReads bool
 	// Wait is how long, once In is exhausted, to wait for the server's last
 	// replies before giving up; zero means DefaultTimeout. The wait ends
 	// sooner when the server closes the connection.
@@ -84,7 +90,7 @@ func Interactive(ctx context.Context, o InteractiveOptions) error {
 
 	readDone := make(chan error, 1)
 	var replies int // written by printReplies, read after readDone
-	go func() { readDone <- printReplies(conn, o.Codec, o.Out, &replies) }()
+	go func() { readDone <- printReplies(conn, o.Codec, o.Out, o.ShowReads, &replies) }()
 
 	_, raw := o.Codec.(frame.Raw)
 	r := bufio.NewReader(o.In)
@@ -152,14 +158,17 @@ var ErrMissingReplies = errors.New("load: replies missing")
 var errWaitOver = errors.New("load: wait for replies over")
 
 // printReplies decodes frames from conn and prints each on its own line
-// until the connection ends.
-func printReplies(conn net.Conn, codec frame.Codec, out io.Writer, replies *int) error {
+// until the connection ends; with showReads, each read first.
+func printReplies(conn net.Conn, codec frame.Codec, out io.Writer, showReads bool, replies *int) error {
 	store := make([]byte, 0, 64<<10)
 	buf := store
 	chunk := make([]byte, 64<<10)
 	w := bufio.NewWriter(out)
 	for {
 		n, err := conn.Read(chunk)
+		if showReads && (n > 0 || errors.Is(err, io.EOF)) {
+			w.Write(readNote(chunk[:n]))
+		}
 		buf = append(buf, chunk[:n]...)
 		for len(buf) > 0 {
 			p, used, derr := codec.Decode(buf)
@@ -192,6 +201,25 @@ func printReplies(conn net.Conn, codec frame.Codec, out io.Writer, replies *int)
 			return err
 		}
 	}
+}
+
+// shownRead is how many bytes of a read ShowReads prints.
+const shownRead = 64
+
+// readNote is ShowReads' line for a read of p.
+func readNote(p []byte) []byte {
+	if len(p) == 0 {
+		return []byte("[read 0 bytes: end of stream]\n")
+	}
+	unit := "bytes"
+	if len(p) == 1 {
+		unit = "byte"
+	}
+	note := fmt.Appendf(nil, "[read %d %s: %q", len(p), unit, p[:min(len(p), shownRead)])
+	if len(p) > shownRead {
+		note = append(note, "..."...)
+	}
+	return append(note, "]\n"...)
 }
 
 // printable returns p if it is printable text, else p Go-quoted.

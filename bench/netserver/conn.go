@@ -78,6 +78,8 @@ type conn struct {
 	// one: RemoteAddr reports it instead of the socket's peer. Stored once,
 	// before the session opens; an eviction pass may read it meanwhile.
 	proxied atomic.Pointer[net.Addr]
+
+	trace *connTrace // the reads' trace; nil until the first when tracing (see trace.go)
 }
 
 // errWoken means a read or write was cut short on purpose: by a stop or
@@ -241,6 +243,9 @@ func earlier(d, from time.Time, after time.Duration) time.Time {
 // current.
 func (c *conn) serveBuffered() error {
 	err := c.serveAndWrite()
+	if c.Tracing() {
+		c.traceRead()
+	}
 	c.settle()
 	c.account()
 	return err
@@ -413,6 +418,7 @@ func (c *conn) write() error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.traceWrite(len(c.out))
 	return c.writeAll(c.out)
 }
 

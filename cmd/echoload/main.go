@@ -8,6 +8,7 @@
 //	go run ./cmd/echoload -idle -conns 10000 -ramp 2000 -hold 30s
 //	echoload -idle -conns 16000 -hold 60s -gate 10m -json   # lined up by a driver on stdin
 //	go run ./cmd/echoload -i -framing length
+//	go run ./cmd/echoload -i -show-reads
 //
 // Exit status: 0 when every connection asked for was established (and held)
 // and every reply verified; 1 on any mismatch, connection error or
@@ -71,6 +72,7 @@ type flags struct {
 	hold        time.Duration
 	gate        time.Duration
 	interactive bool
+	showReads   bool
 	jsonOut     bool
 	client      string
 	loops       int
@@ -102,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.hold, "hold", 10*time.Second, "how long -idle holds the connections")
 	fs.DurationVar(&f.gate, "gate", 0, "with -idle, wait this long at most before the hold and before the last round trips: print one JSON line {\"gate\":...} on stdout and wait for a line on stdin (0: no gates)")
 	fs.BoolVar(&f.interactive, "i", false, "interactive: send each line of stdin as one frame, print each reply as it comes")
+	fs.BoolVar(&f.showReads, "show-reads", false, "with -i: print each read from the server, its size and first bytes, before the replies it completes")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the summary as one line of JSON (schema: bench/load.Summary)")
 	fs.StringVar(&f.client, "client", "", "client implementation: "+load.Clients+" (default epoll on Linux)")
 	fs.IntVar(&f.loops, "loops", 0, "epoll loops, each on its own goroutine (0: GOMAXPROCS)")
@@ -134,6 +137,9 @@ func (f *flags) check() error {
 			}
 		}
 		return nil
+	}
+	if f.set["show-reads"] && !f.interactive {
+		return errors.New("-show-reads is for -i (interactive): a load run does not print replies")
 	}
 	switch {
 	case f.interactive:
@@ -227,7 +233,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if f.interactive {
 		err := load.Interactive(ctx, load.InteractiveOptions{Addr: f.addr, Codec: codec, In: stdin, Out: stdout,
-			Notes: stderr, DialTimeout: f.dialTimeout, Wait: f.timeout})
+			Notes: stderr, ShowReads: f.showReads, DialTimeout: f.dialTimeout, Wait: f.timeout})
 		if err != nil {
 			fmt.Fprintf(stderr, "echoload: %v\n", err)
 			return exitFail

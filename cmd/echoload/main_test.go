@@ -70,6 +70,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-idle", "-gate", "-1s"}, "must not be negative"},
 		{[]string{"-idle", "-rate", "100"}, "-rate does not apply to -idle"},
 		{[]string{"-i", "-conns", "5"}, "-conns does not apply to -i (interactive)"},
+		{[]string{"-show-reads"}, "-show-reads is for -i (interactive)"},
+		{[]string{"-idle", "-show-reads"}, "-show-reads is for -i (interactive)"},
+		{[]string{"-i", "-show-reads=often"}, `invalid boolean value "often" for -show-reads`},
 		{[]string{"-sources", "3", "-addr", "10.1.2.3:7"}, "need a 127.x.x.x server address"},
 		{[]string{"-first-source", "127.0.0.5"}, "-first-source needs -sources"},
 		{[]string{"-first-source", "here", "-sources", "2"}, `invalid value "here" for flag -first-source`},
@@ -109,7 +112,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("-h exit %d", code)
 	}
 	for _, f := range []string{"-addr", "-framing", "-conns", "-size", "-pipeline", "-duration", "-requests", "-rate", "-ramp",
-		"-sources", "-json", "-warmup", "-idle", "-hold", "-i", "-client", "-timeout"} {
+		"-sources", "-json", "-warmup", "-idle", "-hold", "-i", "-show-reads", "-client", "-timeout"} {
 		if !strings.Contains(stderr, "\n  "+f+" ") && !strings.Contains(stderr, "\n  "+f+"\n") && !strings.Contains(stderr, "\n  "+f+"\t") {
 			t.Errorf("usage does not list %s", f)
 		}
@@ -372,5 +375,22 @@ func TestInteractiveRefused(t *testing.T) {
 	}
 	if strings.Contains(stderr, "-ramp") {
 		t.Errorf("the hint for one interactive connection mentions -ramp: %q", stderr)
+	}
+}
+
+// TestInteractiveShowReads sends the textbook's 17-byte "Greetings,
+// server" to a fixed:16 server: one 16-byte frame is echoed, in one read,
+// and the byte left over is dropped when the client's side closes.
+func TestInteractiveShowReads(t *testing.T) {
+	for _, m := range model.Names() {
+		t.Run(m, func(t *testing.T) {
+			t.Parallel()
+			addr := start(t, m, "fixed:16", nil)
+			code, stdout, stderr := runCmd(t, "Greetings, server\n", "-i", "-show-reads", "-addr", addr, "-framing", "raw")
+			want := `[read 16 bytes: "Greetings, serve"]` + "\nGreetings, serve\n[read 0 bytes: end of stream]\n"
+			if code != exitOK || stdout != want || stderr != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 0, %q, nothing", code, stdout, stderr, want)
+			}
+		})
 	}
 }

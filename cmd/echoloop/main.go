@@ -34,6 +34,7 @@ import (
 	"echoloop/eventloop/frame"
 	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
+	"echoloop/eventloop/tracelog"
 	"echoloop/handlers"
 )
 
@@ -80,6 +81,7 @@ type flags struct {
 	lockOS    bool
 	readBuf   cli.Size
 	edge      bool
+	trace     bool
 	logLevel  string
 	logFormat string
 }
@@ -118,6 +120,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.lockOS, "lock-os-thread", false, "gnet lever: pin each event loop to its own OS thread")
 	fs.Var(&f.readBuf, "read-buffer", "gnet lever: `bytes` one read takes per event loop (default 64KiB)")
 	fs.BoolVar(&f.edge, "edge-triggered", false, "gnet lever: edge-triggered epoll instead of level-triggered")
+	fs.BoolVar(&f.trace, "trace", false, fmt.Sprintf("log a line per read: the connection, the bytes that arrived, the frames they completed and their sizes, "+
+		"the bytes of a partial frame carried to the next read, the reply bytes and writes; at most %d lines at once, then %d a second "+
+		"(the next line written says how many were dropped); shown whatever -log-level", tracelog.DefaultBurst, tracelog.DefaultRate))
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on `host:port` at /metrics; empty = off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: "+cli.LogLevels)
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: "+cli.LogFormats+" (default console on a terminal, json otherwise)")
@@ -173,7 +178,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("-max-frame %d is over 1 GiB", f.maxFrame.N)
 	}
 	if f.model == model.Reference {
-		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "max-memory", "frame-timeout", "linger", "idle-timeout", "write-timeout", "reuseport", "proxy-protocol", "proxy-trust", "max-conns-per-ip", "drain-delay"} {
+		for _, name := range []string{"framing", "handler", "reply", "max-frame", "max-conns", "max-pending", "max-memory", "frame-timeout", "linger", "idle-timeout", "write-timeout", "reuseport", "proxy-protocol", "proxy-trust", "max-conns-per-ip", "drain-delay", "trace"} {
 			if set[name] {
 				return nil, fmt.Errorf("-%s does not apply to -model %s: the reference echo loop has no framing, handler or limits", name, model.Reference)
 			}
@@ -250,7 +255,7 @@ func checkAddr(addr string) error {
 }
 
 // build turns flags into a server, or returns a usage error.
-func build(f *flags, log zerolog.Logger) (model.Server, error) {
+func build(f *flags, log zerolog.Logger, tracer session.Tracer) (model.Server, error) {
 	codec, err := frame.Parse(f.framing, int(f.maxFrame.N))
 	if err != nil {
 		return nil, fmt.Errorf("-framing: %w", err)
@@ -266,6 +271,7 @@ func build(f *flags, log zerolog.Logger) (model.Server, error) {
 		IdleTimeout: f.idle, MaxPending: int(f.maxPend.N), WriteTimeout: f.writeTO,
 		MaxMemory: offIfZero(f.maxMem.N), FrameTimeout: offIfZero(f.frameTO), LingerTime: offIfZero(f.linger),
 		ReusePort: f.reusePort, Proxy: proxyproto.Config{Mode: f.proxy, Trust: f.trust}, MaxConnsPerIP: f.perIP,
+		Tracer: tracer,
 	}
 	srv, err := model.New(model.Options{
 		Model: f.model, Config: cfg, Loops: f.loops,
@@ -328,7 +334,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return usageErr(fmt.Errorf("-log: %w", err))
 	}
 	fdWas := softFDLimitAtStart() // before build raises the limit
-	srv, err := build(f, log)
+	var tracer session.Tracer // a nil *tracelog.Log in it would not be a nil Tracer
+	if f.trace {
+		trace := newTrace(log)
+		tracer = trace
+		defer trace.Flush()
+	}
+	srv, err := build(f, log, tracer)
 	if err != nil {
 		return usageErr(err)
 	}
@@ -404,6 +416,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return exitOK
 }
 
+// newTrace is -trace's Tracer, logging to log at info level whatever
+// -log-level says: asking for a trace is asking to see it.
+func newTrace(log zerolog.Logger) *tracelog.Log {
+	return tracelog.New(log.With().Str("component", "trace").Logger().Level(zerolog.InfoLevel), tracelog.Options{})
+}
+
 // waitDrainDelay keeps serving for d after the first signal, so that load
 // balancers polling /readyz stop sending new connections before the
 // listener closes; a second SIGINT or SIGTERM (on again) cuts it short. It
@@ -466,5 +484,5 @@ func logStart(log zerolog.Logger, srv model.Server, f *flags, metrics net.Addr, 
 		Stringer("idle_timeout", cfg.IdleTimeout).Stringer("write_timeout", cfg.WriteTimeout).
 		Stringer("frame_timeout", max(cfg.FrameTimeout, 0)).Stringer("linger", max(cfg.LingerTime, 0)).
 		Uint64("fd_limit", cfg.FDLimit.Cur).Uint64("fd_limit_hard", cfg.FDLimit.Max).
-		Msg("listening")
+		Bool("trace", f.trace).Msg("listening")
 }

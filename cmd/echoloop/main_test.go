@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"echoloop/bench/model"
+	"echoloop/cmd/internal/cli"
+	"echoloop/eventloop/session"
 )
 
 // TestMain lets the test binary stand in for the echoloop command, so the
@@ -135,6 +137,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-model", "threads"}, `-model: model: unknown model "threads" (known: eventloop, goroutine, and the bench's reference gnet-plain)`},
 		{[]string{"-model", "gnet-plain", "-framing", "length"}, "-framing does not apply to -model gnet-plain"},
 		{[]string{"-model", "gnet-plain", "-idle-timeout", "1m"}, "-idle-timeout does not apply to -model gnet-plain"},
+		{[]string{"-model", "gnet-plain", "-trace"}, "-trace does not apply to -model gnet-plain"},
+		{[]string{"-trace=maybe"}, `invalid boolean value "maybe" for -trace`},
 		{[]string{"-model", "goroutine", "-loops", "2"}, "-loops applies to -model eventloop"},
 		{[]string{"-log-level", "loud"}, `invalid log level "loud"`},
 		{[]string{"-log-format", "xml"}, `invalid log format "xml"`},
@@ -186,12 +190,12 @@ func TestHelp(t *testing.T) {
 	for _, flag := range []string{"-addr", "-framing", "-handler", "-reply", "-max-frame", "-max-conns", "-loops", "-model",
 		"-max-pending", "-idle-timeout", "-write-timeout", "-shutdown-timeout", "-metrics", "-lock-os-thread", "-read-buffer",
 		"-edge-triggered", "-log-level", "-log-format", "-max-memory", "-frame-timeout", "-linger",
-		"-echo-self", "-work", "-workers", "-ping"} {
+		"-echo-self", "-work", "-workers", "-ping", "-trace"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("usage does not mention %s:\n%s", flag, stderr.String())
 		}
 	}
-	for _, want := range []string{"(default 4MiB)", "(default 1GiB)", "(default 10ms)", "(default 64)"} {
+	for _, want := range []string{"(default 4MiB)", "(default 1GiB)", "(default 10ms)", "(default 64)", "at most 100 lines at once, then 20 a second"} {
 		if strings.Count(stderr.String(), want) != 1 {
 			t.Errorf("usage shows %q %d times, want once:\n%s", want, strings.Count(stderr.String(), want), stderr.String())
 		}
@@ -505,5 +509,64 @@ func waitLog(t *testing.T, lines <-chan map[string]any, msg string) map[string]a
 		case <-timeout:
 			t.Fatalf("no %q log line within 30s", msg)
 		}
+	}
+}
+
+// TestTrace runs the command with -trace on each model and sends a line in
+// two writes, the second once the server has logged its read of the first.
+func TestTrace(t *testing.T) {
+	for _, m := range model.Names() {
+		t.Run(m, func(t *testing.T) {
+			t.Parallel()
+			c := startChild(t, nil, "-model", m, "-addr", "127.0.0.1:0", "-trace")
+			start := waitLog(t, c.lines, "listening")
+			if start["trace"] != true {
+				t.Errorf("start-up line says trace %v, want true", start["trace"])
+			}
+			conn, err := net.DialTimeout("tcp", start["addr"].(string), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+			check := func(rec map[string]any, want string) {
+				t.Helper()
+				got := fmt.Sprintf("conn=%v remote=%v in=%v frames=%v sizes=%v carried=%v out=%v writes=%v component=%v level=%v",
+					rec["conn"], rec["remote"], rec["in"], rec["frames"], rec["sizes"], rec["carried"], rec["out"], rec["writes"], rec["component"], rec["level"])
+				want = fmt.Sprintf("conn=1 remote=%s %s component=trace level=info", conn.LocalAddr(), want)
+				if got != want {
+					t.Errorf("trace line\n%s, want\n%s", got, want)
+				}
+			}
+			if _, err := conn.Write([]byte("hel")); err != nil {
+				t.Fatal(err)
+			}
+			check(waitLog(t, c.lines, "read"), "in=3 frames=0 sizes=[] carried=3 out=0 writes=0")
+			if _, err := conn.Write([]byte("lo\n")); err != nil {
+				t.Fatal(err)
+			}
+			check(waitLog(t, c.lines, "read"), "in=3 frames=1 sizes=[6] carried=0 out=6 writes=1")
+			if reply, err := bufio.NewReader(conn).ReadString('\n'); err != nil || reply != "hello\n" {
+				t.Fatalf("echo = %q, %v", reply, err)
+			}
+			if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.wait(); err != nil {
+				t.Fatalf("exit: %v, want status 0", err)
+			}
+		})
+	}
+}
+
+func TestTraceShownAtAnyLevel(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := cli.NewLogger(&buf, "error", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newTrace(log).TraceRead(&session.Read{Conn: 1, In: 3})
+	if !strings.Contains(buf.String(), `"message":"read"`) {
+		t.Errorf("-trace at -log-level error logged %q, want the read", buf.String())
 	}
 }

@@ -127,6 +127,13 @@ type Config struct {
 	// DefaultLingerBytes.
 	LingerBytes int
 
+	// Tracer, when set, hears of every read from every connection: the
+	// bytes, the frames completed, the bytes carried to the next read, the
+	// replies written (see Read). It must be safe for concurrent use. Nil,
+	// the default, is off: then tracing costs a comparison per Serve and
+	// per write, and no allocation.
+	Tracer Tracer
+
 	// Logger receives the server's logs. Packages add a "component" field;
 	// per-connection events carry "conn" and "remote". The zero Logger
 	// discards everything.

@@ -222,6 +222,9 @@ func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 	}
 	if frames > 0 {
 		s.sh.Counters.framesIn.Add(frames)
+		if s.sh.Config.Tracer != nil {
+			s.traceFrames(c, in[:n], int(frames))
+		}
 	}
 	s.flushCounts()
 	return n

@@ -106,3 +106,16 @@ func TestModuleRoot(t *testing.T) {
 		t.Errorf("outside the repository: %v", err)
 	}
 }
+
+func TestConsoleOrdersTraceFields(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, "info", "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info().Str("component", "trace").Int("writes", 1).Int("out", 6).Int("carried", 0).Int("in", 3).
+		Uint64("conn", 1).Msg("read")
+	if out := buf.String(); !strings.Contains(out, "read conn=1 in=3 carried=0 out=6 writes=1 component=trace") {
+		t.Errorf("console trace line %q: want its fields in the order of tracelog.Fields, others after", out)
+	}
+}

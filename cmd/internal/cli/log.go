@@ -8,6 +8,8 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"echoloop/eventloop/tracelog"
 )
 
 // LogFormats are the values -log-format accepts.
@@ -43,7 +45,9 @@ func NewLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !terminal}
+		// Trace lines read in the order of what happened to the bytes; the
+		// connection's fields lead in every other line too.
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !terminal, FieldsOrder: tracelog.Fields}
 	default:
 		return zerolog.Logger{}, fmt.Errorf("invalid log format %q: want %s", format, LogFormats)
 	}
