@@ -6,7 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -33,6 +36,14 @@ import (
 // session.FDReserve; and a burst waits in the kernel's listen backlog, not
 // in a queue of ours.
 const maxEnrolling = 8
+
+// An accept burst of at least burstMin connections is followed, once no
+// connection has come for burstQuiet, by a collection that gives its garbage
+// back to the OS; see acceptor.loop.
+const (
+	burstMin   = 100
+	burstQuiet = time.Second
+)
 
 // acceptor accepts connections from ln and enrolls them on the engine's
 // loops.
@@ -77,6 +88,23 @@ func (a *acceptor) loop() {
 	defer close(a.enrolling)
 	s := a.s
 	var backoff session.AcceptBackoff
+	// After a burst of accepts, collect what the hand-offs left behind
+	// (package net's connection, Enroll's closures and channels: a
+	// kilobyte or so each) and give the pages back, once the burst has
+	// been over for burstQuiet: otherwise a quiet server keeps the burst's
+	// garbage, and the holes it leaves between the connections' state, in
+	// its resident size until the collector next runs, which on an idle
+	// heap may be minutes away. Steady churn keeps resetting the timer and
+	// reuses that memory instead.
+	var burst atomic.Int64
+	reclaim := time.AfterFunc(time.Hour, func() {
+		if burst.Swap(0) >= burstMin {
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+	})
+	reclaim.Stop()
+	defer reclaim.Stop()
 	for {
 		nc, err := a.ln.Accept()
 		if err != nil {
@@ -93,6 +121,9 @@ func (a *acceptor) loop() {
 			continue
 		}
 		backoff.Succeeded()
+		if burst.Add(1) >= burstMin {
+			reclaim.Reset(burstQuiet)
+		}
 		res, err := a.eng.Register(gnet.NewNetConnContext(context.Background(), nc))
 		if err != nil {
 			// The engine is stopping.
