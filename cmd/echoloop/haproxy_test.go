@@ -61,11 +61,13 @@ frontend echo
 
 backend echoloop
     balance roundrobin
+{{- if not .DataCheck}}
     option httpchk GET /readyz
     http-check expect status 200
+{{- end}}
     default-server inter 100ms fall 2 rise 1
 {{- range .Servers}}
-    server {{.Name}} {{.Addr}} {{$.Send}} check port {{.CheckPort}}
+    server {{.Name}} {{.Addr}} {{$.Send}} check{{if $.DataCheck}} check-send-proxy{{else}} port {{.CheckPort}}{{end}}
 {{- end}}
 `))
 
@@ -103,6 +105,14 @@ func (b *syncBuffer) String() string {
 // checked every server and found it up, and kills it when the test ends.
 func startHAProxy(t *testing.T, bin, send string, servers []haproxyServer) *haproxy {
 	t.Helper()
+	return startHAProxyChecking(t, bin, send, servers, false)
+}
+
+// startHAProxyChecking is startHAProxy; with dataCheck, HAProxy checks each
+// server with a TCP connection to its data port that starts with a PROXY
+// header (check-send-proxy) instead of /readyz.
+func startHAProxyChecking(t *testing.T, bin, send string, servers []haproxyServer, dataCheck bool) *haproxy {
+	t.Helper()
 	dir := t.TempDir()
 	sockDir := dir
 	if len(dir) > 80 { // a Unix socket's path has room for about 100 bytes
@@ -115,7 +125,7 @@ func startHAProxy(t *testing.T, bin, send string, servers []haproxyServer) *hapr
 	h := &haproxy{sock: filepath.Join(sockDir, "stats.sock"), out: &syncBuffer{}}
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	var cfg strings.Builder
-	if err := haproxyCfg.Execute(&cfg, map[string]any{"Sock": h.sock, "Send": send, "Servers": servers}); err != nil {
+	if err := haproxyCfg.Execute(&cfg, map[string]any{"Sock": h.sock, "Send": send, "Servers": servers, "DataCheck": dataCheck}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
@@ -164,7 +174,7 @@ func startHAProxy(t *testing.T, bin, send string, servers []haproxyServer) *hapr
 		if st, err := h.stat(); err == nil {
 			up := 0
 			for _, s := range servers {
-				if st[s.Name]["status"] == "UP" && st[s.Name]["check_status"] == "L7OK" {
+				if st[s.Name]["status"] == "UP" && (st[s.Name]["check_status"] == "L7OK" || dataCheck && st[s.Name]["check_status"] == "L4OK") {
 					up++
 				}
 			}
@@ -445,5 +455,57 @@ func drainBehindHAProxy(t *testing.T, h *haproxy, a *proc, metricsA string) {
 	checkLoad(t, "a load after the drained backend exited", sum)
 	if st, err := h.stat(); err != nil || st["a"]["status"] != "DOWN" || st["b"]["status"] != "UP" {
 		t.Errorf("haproxy after the drain: a %v, b %v (%v); want a DOWN, b UP", st["a"]["status"], st["b"]["status"], err)
+	}
+}
+
+// TestHAProxyDataPortCheck runs HAProxy's other kind of health check, a TCP
+// connection to the data port that starts with a PROXY header
+// (check-send-proxy): the backend takes the header (a v2 LOCAL, or v1) and
+// the check's close, HAProxy finds it up, no check is counted as a bad
+// header, and a load through HAProxy is served. (deploy/haproxy.cfg checks
+// /readyz instead, which a drain can fail; see TestHAProxy.)
+func TestHAProxyDataPortCheck(t *testing.T) {
+	bin := haproxyPath()
+	if bin == "" {
+		t.Skip("haproxy is not on PATH (apt-get install -y haproxy)")
+	}
+	for _, v := range []struct{ proto, send string }{{"v2", "send-proxy-v2"}, {"v1", "send-proxy"}} {
+		t.Run(v.proto, func(t *testing.T) {
+			p := startProc(t, "-addr", "127.0.0.1:0", "-proxy-protocol", v.proto, "-proxy-trust", "127.0.0.1", "-metrics", "127.0.0.1:0")
+			start := p.waitLog(t, "listening")
+			h := startHAProxyChecking(t, bin, v.send, []haproxyServer{{Name: "a", Addr: start["addr"].(string)}}, true)
+			h.awaitChecks(t, "a", metricsBase(t, start), 3)
+			sum, err := load.Run(context.Background(), load.Options{Addr: h.addr, Codec: frame.Line{}, Conns: 20, Requests: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLoad(t, "load through haproxy", sum)
+			_, body := httpGet(t, metricsBase(t, start)+"/metrics")
+			if want := `echoloop_closes_total{model="eventloop",reason="bad proxy header"} 0`; !strings.Contains(body, want) {
+				t.Errorf("HAProxy's checks were refused as bad PROXY headers: /metrics lacks %q", want)
+			}
+			p.stop(t)
+		})
+	}
+}
+
+// awaitChecks waits until HAProxy's health checks of server name have
+// opened at least n connections to the backend at metrics, with none failed
+// and the server up.
+func (h *haproxy) awaitChecks(t *testing.T, name, metrics string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for metric(t, metrics, "echoloop_connections_total") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d health checks of %s within 30s", n, name)
+		}
+		time.Sleep(20 * time.Millisecond) // HAProxy checks every 100ms
+	}
+	st, err := h.stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[name]["status"] != "UP" || st[name]["chkfail"] != "0" {
+		t.Fatalf("haproxy's server %s: status %s, %s failed checks; want UP and none", name, st[name]["status"], st[name]["chkfail"])
 	}
 }
