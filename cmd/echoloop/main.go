@@ -334,7 +334,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return usageErr(fmt.Errorf("-log: %w", err))
 	}
 	fdWas := softFDLimitAtStart() // before build raises the limit
-	var tracer session.Tracer // a nil *tracelog.Log in it would not be a nil Tracer
+	var tracer session.Tracer     // a nil *tracelog.Log in it would not be a nil Tracer
 	if f.trace {
 		trace := newTrace(log)
 		tracer = trace
