@@ -48,16 +48,17 @@ func (h *handler) start() {
 	close(s.ready)
 }
 
-// OnOpen runs on the connection's loop when gnet has accepted it.
+// OnOpen runs on the connection's loop once the acceptor has handed it
+// over (see accept.go).
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.srv
 	c := &conn{gc: gc, loop: s.loopFor(gc.EventLoop()), slot: noSlot}
 	c.Init(&s.shared)
 	gc.SetContext(c)
 	if s.stopping.Load() {
-		// Accepted during the drain: closed at once, with nothing unread,
-		// so the peer sees an orderly EOF (the goroutine model does the
-		// same).
+		// Accepted just before the drain closed the listener, and
+		// reaching its loop after: closed at once, with nothing unread, so
+		// the peer sees an orderly EOF.
 		s.counters.Accepted()
 		c.CloseFor(session.ServerStopping, nil)
 		return nil, gnet.Close
