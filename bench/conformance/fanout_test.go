@@ -142,8 +142,11 @@ func TestBroadcastSlowReceiver(t *testing.T) {
 	eachModel(t, func(t *testing.T, m string) {
 		room := handlers.NewBroadcast(false)
 		codec := frame.Length{}
+		// MaxPending is above all a receiver is ever sent (7 × 100 × 1 KiB):
+		// a reader that only lags behind, on a busy machine, must not pass
+		// it; the one that never reads is cut by the write timeout.
 		srv, logs := startLogged(t, m, session.Config{
-			Codec: codec, Handler: room, MaxPending: 256 << 10, WriteTimeout: 3 * time.Second,
+			Codec: codec, Handler: room, MaxPending: 2 << 20, WriteTimeout: 3 * time.Second,
 		})
 		slow := dialSmallWindow(t, srv.Addr())
 		cls := make([]*servertest.Client, clients)
@@ -320,16 +323,7 @@ func pipeline(conn net.Conn, codec frame.Codec, payloads [][]byte, r *rand.Rand)
 	if r != nil {
 		chunks = chunkers[1].split(r, stream)
 	}
-	wrote := make(chan error, 1)
-	go func() {
-		for _, c := range chunks {
-			if _, err := conn.Write(c); err != nil {
-				wrote <- err
-				return
-			}
-		}
-		wrote <- nil
-	}()
+	wrote := writeChunks(conn, chunks)
 	cl := servertest.NewClient(conn, codec)
 	for i, want := range payloads {
 		got, err := cl.Recv()

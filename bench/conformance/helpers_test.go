@@ -140,16 +140,7 @@ func exchange(t *testing.T, conn net.Conn, codec frame.Codec, payloads [][]byte,
 		}
 	}
 	chunks := split(r, stream)
-	wrote := make(chan error, 1)
-	go func() {
-		for _, c := range chunks {
-			if _, err := conn.Write(c); err != nil {
-				wrote <- err
-				return
-			}
-		}
-		wrote <- nil
-	}()
+	wrote := writeChunks(conn, chunks)
 	if _, raw := codec.(frame.Raw); raw {
 		got, err := servertest.ReadFull(conn, len(stream))
 		if err != nil {
@@ -188,4 +179,21 @@ func waitStuck(t *testing.T, srv model.Server, atLeast int64) {
 		}
 		return last >= atLeast && time.Since(changed) > 300*time.Millisecond
 	})
+}
+
+// writeChunks writes each chunk to conn in turn, on a goroutine of its own
+// so the caller can read the replies meanwhile, and reports the first write
+// error, or nil once all are written.
+func writeChunks(conn net.Conn, chunks [][]byte) <-chan error {
+	wrote := make(chan error, 1)
+	go func() {
+		for _, c := range chunks {
+			if _, err := conn.Write(c); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	return wrote
 }

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"text/template"
@@ -78,25 +77,7 @@ type haproxy struct {
 	addr string // the frontend, host:port
 	sock string // the stats socket
 	cmd  *exec.Cmd
-	out  *syncBuffer // its log and its warnings
-}
-
-// syncBuffer is a bytes buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	out  *servertest.LogBuffer // its log and its warnings
 }
 
 // startHAProxy writes a haproxy.cfg into a temporary directory and runs
@@ -122,7 +103,7 @@ func startHAProxyChecking(t *testing.T, bin, send string, servers []haproxyServe
 		}
 		t.Cleanup(func() { os.RemoveAll(sockDir) })
 	}
-	h := &haproxy{sock: filepath.Join(sockDir, "stats.sock"), out: &syncBuffer{}}
+	h := &haproxy{sock: filepath.Join(sockDir, "stats.sock"), out: &servertest.LogBuffer{}}
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	var cfg strings.Builder
 	if err := haproxyCfg.Execute(&cfg, map[string]any{"Sock": h.sock, "Send": send, "Servers": servers, "DataCheck": dataCheck}); err != nil {
