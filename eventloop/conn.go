@@ -69,20 +69,32 @@ func (a asyncConn) ID() uint64 { return a.c.ID() }
 // the loop writes it with the connection's other frames of the turn (see
 // mail.go).
 func (a asyncConn) Send(payload []byte) error {
-	if a.c.closed.Load() {
+	if !a.reachable() {
 		return handlers.ErrClosed
 	}
 	return a.c.loop.post(a.c, payload)
 }
 
+// reachable says whether the connection still takes frames: it is open, or
+// gnet has closed it after a half-close and the handler owes it replies
+// (see owed).
+func (a asyncConn) reachable() bool {
+	return !a.c.closed.Load() || a.c.loop.srv.owedTo(a.c) != nil
+}
+
 // Close records the reason and closes on the loop, so the session is only
-// ever touched there. Frames sent before it are written first.
+// ever touched there. Frames sent before it are written first. For a
+// connection owed replies after a half-close, it ends the hand-off once
+// they are written.
 func (a asyncConn) Close() error {
 	return a.onLoop(func() {
 		l := a.c.loop
 		l.flushMail(nil)
 		if a.c.closed.Load() {
-			return // the flush found it too slow, or over the memory budget
+			if o := l.srv.owedTo(a.c); o != nil {
+				o.close()
+			}
+			return // or the flush found it too slow, or over the memory budget
 		}
 		a.c.CloseFor(session.HandlerClosed, nil)
 		if l.linger(a.c) {
@@ -96,6 +108,10 @@ func (a asyncConn) Close() error {
 func (a asyncConn) Resume() error {
 	return a.onLoop(func() {
 		c := a.c
+		if c.closed.Load() {
+			c.loop.resumeOwed(c)
+			return
+		}
 		c.Resume()
 		if !c.Paused() && c.ext != nil && len(c.ext.in) > 0 {
 			_ = c.gc.Wake(nil) // OnTraffic serves what was kept
@@ -103,14 +119,14 @@ func (a asyncConn) Resume() error {
 	})
 }
 
-// onLoop runs fn on the connection's loop unless the connection has closed
-// by then.
+// onLoop runs fn on the connection's loop if the connection is still
+// reachable by then.
 func (a asyncConn) onLoop(fn func()) error {
-	if a.c.closed.Load() {
+	if !a.reachable() {
 		return handlers.ErrClosed
 	}
-	err := a.c.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if !a.c.closed.Load() {
+	err := a.c.loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if a.reachable() {
 			fn()
 		}
 		return nil

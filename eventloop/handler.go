@@ -1,6 +1,7 @@
 package eventloop
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
+	"echoloop/handlers"
 )
 
 var errEngineStopped = errors.New("eventloop: engine stopped")
@@ -207,8 +209,16 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	s := h.srv
-	c.closed.Store(true)
 	l := c.loop
+	remote := c.RemoteAddr() // before the loop forgets c
+	halfClosed := c.Closing() == session.Open && session.ReasonFor(err) == session.PeerClosed &&
+		(c.ext == nil || !c.ext.header)
+	hc, owes := s.opts.Handler.(handlers.HalfCloser)
+	var o *owed
+	if halfClosed && owes {
+		o = s.owe(c, remote, err) // before closed: a Send meanwhile must not be refused
+	}
+	c.closed.Store(true)
 	if l != nil {
 		l.remove(c)
 	}
@@ -222,7 +232,12 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		l.closedInHeader(c, err)
 	} else if e != nil && !e.lingering {
 		partial = len(e.in)
-		if c.Closing() == session.Open && session.ReasonFor(err) == session.PeerClosed && partial >= c.Need() {
+		switch {
+		case o != nil && c.Paused() && partial > 0:
+			// The handler has paused c: what was kept waits for its
+			// Resume (see resumeOwed).
+			o.kept = bytes.Clone(e.in)
+		case halfClosed && partial >= c.Need():
 			// The peer half-closed with complete frames kept unserved while
 			// the connection was paused: answer them now.
 			used := c.Serve(c, e.in, &l.out)
@@ -231,24 +246,42 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 			l.reset()
 		}
 	}
+	if o != nil {
+		o.partial = partial
+		if o.kept == nil {
+			hc.HalfClosed(asyncConn{c})
+		}
+	}
 	evicted := c.ext != nil && c.ext.evicted
-	if gc.OutboundBuffered() > 0 && !evicted && flushOnClose(c, err) {
+	handed := false
+	if (gc.OutboundBuffered() > 0 || o != nil) && !evicted && flushOnClose(c, err) {
 		// gnet makes one non-blocking attempt to write pending replies and
 		// then closes; a peer that has half-closed and is still reading
-		// would lose the rest. Hand them to a goroutine that writes them
-		// out on a duplicate of the socket.
-		if pending, ok := pendingOutput(gc); ok {
-			s.handOff(c, pending)
-		} else {
+		// would lose the rest, and those the handler still owes. Hand them
+		// to a goroutine that writes them out on a duplicate of the socket.
+		var pending []byte
+		ok := gc.OutboundBuffered() == 0
+		if !ok {
+			pending, ok = pendingOutput(gc)
+		}
+		if !ok {
 			s.handOffOnce.Do(func() {
 				s.log.Warn().Msg("gnet's outbound buffer is out of reach: replies pending when a peer half-closes may be lost")
 			})
 		}
+		handed = ok && s.handOff(c, pending, o)
 	}
 	if l != nil {
 		l.release(c, true)
 	}
-	c.Closed(c, c.RemoteAddr(), err, partial)
+	switch {
+	case o != nil && handed:
+		// The hand-off's goroutine finishes the session.
+	case o != nil:
+		s.endOwed(o, session.Open, nil) // no socket left to write on
+	default:
+		c.Closed(c, remote, err, partial)
+	}
 	if l != nil && l.proxied != nil {
 		delete(l.proxied, c)
 	}

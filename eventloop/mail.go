@@ -154,22 +154,21 @@ func (l *loopState) flushMail(cur *conn) (closeCur bool) {
 
 // deliver writes f's frames to its connection in one write, then applies
 // the slow-consumer cap and the memory budget. Frames for a connection that
-// has closed or started closing are dropped.
+// has closed or started closing are dropped, unless the handler owes them
+// after a half-close: then they go to the hand-off that writes them.
 func (l *loopState) deliver(f fanout, frames []byte, sends []mail, next []int32, cur *conn) (closeCur bool) {
 	c := f.c
-	if c.closed.Load() || c.Closing() != session.Open {
+	if c.closed.Load() {
+		if o := l.srv.owedTo(c); o != nil {
+			o.add(l.gather(f, frames, sends, next), f.frames, l.srv.opts.MaxPending)
+			l.reset()
+		}
 		return false
 	}
-	out := l.out[:0]
-	for i := f.first; i >= 0; i = next[i] {
-		start := 0
-		if i > 0 {
-			start = sends[i-1].end
-		}
-		out = append(out, frames[start:sends[i].end]...)
+	if c.Closing() != session.Open {
+		return false
 	}
-	l.out = out
-	c.write(l.out)
+	c.write(l.gather(f, frames, sends, next))
 	l.reset()
 	if c.closed.Load() {
 		return false // the write failed and gnet has closed c
@@ -184,6 +183,20 @@ func (l *loopState) deliver(f fanout, frames []byte, sends []mail, next []int32,
 		return false
 	}
 	return l.settle(c, cur)
+}
+
+// gather collects f's frames, in order, into the loop's output buffer.
+func (l *loopState) gather(f fanout, frames []byte, sends []mail, next []int32) []byte {
+	out := l.out[:0]
+	for i := f.first; i >= 0; i = next[i] {
+		start := 0
+		if i > 0 {
+			start = sends[i-1].end
+		}
+		out = append(out, frames[start:sends[i].end]...)
+	}
+	l.out = out
+	return out
 }
 
 // runFlush is the task a Send queues on the loop (loopState.flushTask).

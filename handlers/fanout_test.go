@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"echoloop/bench/servertest"
 	"echoloop/handlers"
 )
 
@@ -54,7 +55,17 @@ func (c *fakeConn) Pause() {
 // fakeAsync is a fakeConn's AsyncConn.
 type fakeAsync struct{ *fakeConn }
 
-func (fakeAsync) Close() error { return nil }
+// Close records the close where the peer would see it: after what came
+// before it.
+func (a fakeAsync) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.got = append(a.got, closeMark)
+	return nil
+}
+
+// closeMark stands for AsyncConn.Close among a fakeConn's replies.
+const closeMark = "<close>"
 
 func (a fakeAsync) Resume() error {
 	a.resume <- struct{}{}
@@ -288,5 +299,31 @@ func TestWorkConfig(t *testing.T) {
 	}
 	if _, err := handlers.New("block", handlers.Config{Work: -1}); !errors.Is(err, handlers.ErrConfig) {
 		t.Errorf("block with negative work: %v, want ErrConfig", err)
+	}
+}
+
+// TestWorkHalfClosed: after a half-close, Work closes the connection at
+// once when it owes nothing, and otherwise right after its last reply.
+func TestWorkHalfClosed(t *testing.T) {
+	w, err := handlers.NewWork(handlers.WorkOptions{Work: time.Millisecond, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newFakeServer(w, 2)
+	idle, busy := s.conns[0], s.conns[1]
+	w.HalfClosed(idle.Async())
+	if got := idle.replies(); !slices.Equal(got, []string{closeMark}) {
+		t.Errorf("a connection owed nothing got %q, want the close at once", got)
+	}
+
+	frames := []string{"a", "b", "c", "d"}
+	s.delivered.Add(len(frames))
+	s.serve(busy, frames)
+	w.HalfClosed(busy.Async())
+	s.delivered.Wait()
+	want := append(slices.Clone(frames), closeMark)
+	servertest.Eventually(t, "the close after the last reply", func() bool { return len(busy.replies()) == len(want) })
+	if got := busy.replies(); !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 var (
 	_ Handler      = (*Work)(nil)
 	_ ConnObserver = (*Work)(nil)
+	_ HalfCloser   = (*Work)(nil)
 	_ Handler      = (*Block)(nil)
 )
 
@@ -64,6 +65,10 @@ type WorkOptions struct {
 // connections are resumed, the longest-paused first. The queue therefore
 // holds at most its size plus one frame per connection.
 //
+// A peer that half-closes gets every reply still owed, then the close: Work
+// is a HalfCloser, and closes the connection once its last frame is
+// answered.
+//
 // Workers are started as frames arrive, up to Workers, and exit when no
 // frame waits, so an idle Work holds no goroutines.
 type Work struct {
@@ -87,6 +92,7 @@ type workConn struct {
 	busy   bool         // in ready, or a worker is on its frame
 	paused bool         // in Work.paused
 	closed bool
+	ended  bool // the peer half-closed: close once the last frame is answered
 }
 
 // NewWork returns a Work handler; a negative Work or Workers is an error.
@@ -132,6 +138,22 @@ func (w *Work) CloseConn(c Conn) {
 	resume := w.admit()
 	w.mu.Unlock()
 	resumeAll(resume)
+}
+
+// HalfClosed implements HalfCloser: the connection is closed now if no
+// frame of its waits or is being worked on, else by the worker that answers
+// its last.
+func (w *Work) HalfClosed(ac AsyncConn) {
+	w.mu.Lock()
+	wc := w.conns[ac.ID()]
+	done := wc == nil || !wc.busy
+	if wc != nil {
+		wc.ended = true
+	}
+	w.mu.Unlock()
+	if done {
+		_ = ac.Close()
+	}
 }
 
 // ServeFrame implements Handler: it queues a copy of frame for a worker.
@@ -199,8 +221,15 @@ func (w *Work) run() {
 		w.mu.Lock()
 		if wc.frames.len() > 0 && !wc.closed {
 			w.ready.push(wc)
-		} else {
-			wc.busy = false
+			continue
+		}
+		wc.busy = false
+		if wc.ended && !wc.closed {
+			// The peer half-closed and this was its last frame: after
+			// the reply just sent (the close comes after it).
+			w.mu.Unlock()
+			_ = wc.ac.Close()
+			w.mu.Lock()
 		}
 	}
 }

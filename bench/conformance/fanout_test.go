@@ -371,3 +371,99 @@ func TestSendThenClose(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkHalfClose is the classic client against the work handler: send
+// every frame, shut down the write side, then read. Every reply the
+// handler still owes when the EOF arrives is delivered, in order and
+// byte-exact, and only then does the server close (EOF, reason "peer
+// closed"). The cases cover replies owed with none written yet, more
+// frames than the pool's queue holds (the connection is paused when the
+// EOF arrives), and many such clients at once.
+func TestWorkHalfClose(t *testing.T) {
+	cases := []struct {
+		name            string
+		clients, frames int
+	}{{"one frame", 1, 1}, {"pipelined", 1, 20}, {"paused", 1, 120}, {"many clients", 12, 40}} // the queue holds 2 × 16
+	eachModel(t, func(t *testing.T, m string) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				h, err := handlers.NewWork(handlers.WorkOptions{Work: 2 * time.Millisecond, Workers: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := start(t, m, frame.Line{}, h)
+				var wg sync.WaitGroup
+				errs := make(chan error, tc.clients)
+				for c := range tc.clients {
+					conn := servertest.Dial(t, srv.Addr())
+					wg.Go(func() { errs <- halfCloseExchange(conn, c, tc.frames) })
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				servertest.Eventually(t, "the closes to be counted as peer closed", func() bool {
+					st := srv.Stats()
+					return st.Closes[session.PeerClosed] == int64(tc.clients) && st.FramesOut == int64(tc.clients*tc.frames)
+				})
+			})
+		}
+	})
+}
+
+// halfCloseExchange sends frames lines from client on conn, shuts down the
+// write side, and then reads: it wants every line back in order, then EOF.
+func halfCloseExchange(conn *net.TCPConn, client, frames int) error {
+	var stream []byte
+	for i := range frames {
+		stream, _ = frame.Line{}.Append(stream, fmt.Appendf(nil, "client %d frame %d", client, i))
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(servertest.IOTimeout))
+	if _, err := conn.Write(stream); err != nil {
+		return fmt.Errorf("client %d write: %w", client, err)
+	}
+	if err := conn.CloseWrite(); err != nil {
+		return err
+	}
+	got, err := io.ReadAll(readerWithDeadline(conn))
+	if err != nil {
+		return fmt.Errorf("client %d read after half-close: %w (got %d of %d bytes)", client, err, len(got), len(stream))
+	}
+	if !bytes.Equal(got, stream) {
+		return fmt.Errorf("client %d got %d bytes (%q...), want the %d bytes of every reply in order", client, len(got), got[:min(len(got), 40)], len(stream))
+	}
+	return nil
+}
+
+// owesForever never answers, and never closes after a half-close.
+type owesForever struct{}
+
+func (owesForever) ServeFrame(handlers.Conn, []byte) {}
+func (owesForever) HalfClosed(handlers.AsyncConn)    {}
+
+// TestHalfCloseOwedIdle: a handler that owes replies after a half-close and
+// never closes holds the connection no longer than the idle timeout.
+func TestHalfCloseOwedIdle(t *testing.T) {
+	eachModel(t, func(t *testing.T, m string) {
+		srv := servertest.Start(t, model.Options{Model: m, Config: session.Config{
+			Codec: frame.Line{}, Handler: owesForever{}, IdleTimeout: 200 * time.Millisecond,
+		}})
+		conn := servertest.Dial(t, srv.Addr())
+		if _, err := conn.Write([]byte("owed\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(readerWithDeadline(conn))
+		if err != nil || len(got) > 0 {
+			t.Fatalf("read after half-close: %q, %v; want EOF at the idle timeout", got, err)
+		}
+		servertest.Eventually(t, "the close to be counted as idle", func() bool {
+			return srv.Stats().Closes[session.Idle] == 1
+		})
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"echoloop/eventloop/session"
 	"echoloop/handlers"
 )
 
@@ -222,3 +223,49 @@ type asyncConn struct{ c *conn }
 var _ handlers.AsyncConn = asyncConn{}
 
 func (a asyncConn) ID() uint64 { return a.c.ID() }
+
+// awaitOwed runs once the peer has half-closed, every frame it sent served,
+// when the handler may still owe replies (handlers.HalfCloser): it tells
+// the handler, waits for its Close, and then for the frames sent before it
+// to be written. A slow-consumer cut, an eviction, Shutdown's forced close,
+// or the idle timeout (no reply written for that long) end the wait early.
+// It returns the error serve closes with: eof when the handler closed, nil
+// when a reason was recorded.
+func (c *conn) awaitOwed(hc handlers.HalfCloser, eof error) error {
+	hc.HalfClosed(asyncConn{c})
+	var idle <-chan time.Time
+	var timer *time.Timer
+	if d := c.srv.opts.IdleTimeout; d > 0 {
+		timer = time.NewTimer(d)
+		defer timer.Stop()
+		idle = timer.C
+	}
+	written := c.written.Load()
+	for {
+		switch {
+		case c.forced.Load():
+			c.CloseFor(session.ServerStopping, nil)
+			return nil
+		case c.evicted():
+			c.CloseFor(session.MemoryLimit, nil)
+			return nil
+		case c.stalled.Load():
+			c.CloseFor(session.SlowConsumer, nil)
+			return nil
+		case c.closeReq.Load():
+			c.writers.Wait()
+			return eof
+		}
+		select {
+		case <-c.wake: // Shutdown's interrupt alone goes on waiting
+		case <-idle:
+			if w := c.written.Load(); w != written {
+				written = w
+				timer.Reset(c.srv.opts.IdleTimeout)
+				continue
+			}
+			c.CloseFor(session.Idle, nil)
+			return nil
+		}
+	}
+}

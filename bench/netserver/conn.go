@@ -2,6 +2,7 @@ package netserver
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -165,6 +166,10 @@ func (c *conn) serve() {
 		if err != nil {
 			if c.resumeAfter(err) {
 				continue
+			}
+			if hc, ok := s.opts.Handler.(handlers.HalfCloser); ok && errors.Is(err, io.EOF) {
+				ioErr = c.awaitOwed(hc, err)
+				break
 			}
 			ioErr = c.readFailed(err)
 			break
