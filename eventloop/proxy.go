@@ -82,6 +82,9 @@ func (l *loopState) header(c *conn, in []byte) (action gnet.Action, served bool)
 		return gnet.Close, false
 	}
 	l.consume(c, n)
+	if l.trace != nil {
+		l.traceHeaderEnd(c)
+	}
 	e.frameStart = 0
 	if len(e.in) > 0 {
 		e.frameStart = s.clock() // frames came with the header

@@ -47,11 +47,25 @@ func (t tracingHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	tr.read.In = gc.InboundBuffered() // gnet's inbound buffer is kept empty: this is the read
 	action := t.handler.OnTraffic(gc)
 	tr.conn = nil
-	if e := c.ext; e != nil {
+	e := c.ext
+	if e != nil && e.header {
+		// Still awaiting its PROXY header: no stream yet, nothing to show.
+		tr.read = session.Read{Sizes: tr.read.Sizes[:0]}
+		return action
+	}
+	if e != nil {
 		tr.read.Carried = len(e.in)
 	}
 	c.TraceRead(c, &tr.read)
 	return action
+}
+
+// traceHeaderEnd makes the read being traced, which completed c's PROXY
+// header, count only the stream after the header: the rest of c's input.
+func (l *loopState) traceHeaderEnd(c *conn) {
+	if tr := l.trace; tr != nil && tr.conn == c {
+		tr.read.In = len(c.ext.in)
+	}
 }
 
 // Recording implements session.Recorder: c's read being traced, or nil.

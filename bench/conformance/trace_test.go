@@ -10,6 +10,7 @@ import (
 	"echoloop/bench/model"
 	"echoloop/bench/servertest"
 	"echoloop/eventloop/frame"
+	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
 	"echoloop/handlers"
 )
@@ -56,6 +57,12 @@ type traceWant struct {
 // server has read what the client sent) and checks it.
 func (tc traceChan) next(t *testing.T, conn net.Conn, want traceWant) {
 	t.Helper()
+	tc.nextFrom(t, conn.LocalAddr().String(), want)
+}
+
+// nextFrom is next for a client whose address is remote.
+func (tc traceChan) nextFrom(t *testing.T, remote string, want traceWant) {
+	t.Helper()
 	var r session.Read
 	select {
 	case r = <-tc.reads:
@@ -66,8 +73,8 @@ func (tc traceChan) next(t *testing.T, conn net.Conn, want traceWant) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("read traced as %+v, want %+v", got, want)
 	}
-	if r.Remote.String() != conn.LocalAddr().String() {
-		t.Errorf("read traced from %v, want the client's %v", r.Remote, conn.LocalAddr())
+	if r.Remote.String() != remote {
+		t.Errorf("read traced from %v, want the client's %v", r.Remote, remote)
 	}
 }
 
@@ -111,6 +118,28 @@ func TestTraceFixedCarriesRest(t *testing.T) {
 		mustWrite(t, conn, "Greetings, server")
 		tc.next(t, conn, traceWant{in: 17, frames: 1, sizes: []int{16}, carried: 1, out: 16, writes: 1})
 		mustReply(t, conn, "Greetings, serve")
+	})
+}
+
+// TestTraceAfterProxyHeader sends a PROXY header, a frame and the start of
+// the next in one write: the trace shows the stream after the header (the
+// header is the balancer's, not the client's), from the client's address
+// in the header; the next read completes the frame.
+func TestTraceAfterProxyHeader(t *testing.T) {
+	const header = "PROXY TCP4 192.0.2.7 127.0.0.1 40000 7007\r\n"
+	eachModel(t, func(t *testing.T, m string) {
+		tc := traceChan{t: t, reads: make(chan session.Read, 16)}
+		srv := startProxy(t, m, proxyproto.V1, "127.0.0.1", session.Config{
+			Codec: frame.Line{}, Handler: handlers.Echo{}, Tracer: tc,
+		})
+		conn := servertest.Dial(t, srv.Addr())
+		client := "192.0.2.7:40000"
+		mustWrite(t, conn, header+"hello\nwo")
+		tc.nextFrom(t, client, traceWant{in: 8, frames: 1, sizes: []int{6}, carried: 2, out: 6, writes: 1})
+		mustReply(t, conn, "hello\n")
+		mustWrite(t, conn, "rld\n")
+		tc.nextFrom(t, client, traceWant{in: 4, frames: 1, sizes: []int{6}, out: 6, writes: 1})
+		mustReply(t, conn, "world\n")
 	})
 }
 
