@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -465,5 +466,58 @@ func TestHalfCloseOwedIdle(t *testing.T) {
 		servertest.Eventually(t, "the close to be counted as idle", func() bool {
 			return srv.Stats().Closes[session.Idle] == 1
 		})
+	})
+}
+
+// TestWorkHalfCloseShutdown: a shutdown that begins while the work handler
+// still owes a half-closed client its replies waits for them (they are
+// frames the client sent before the shutdown), and a shutdown whose
+// deadline passes first cuts the connection off.
+func TestWorkHalfCloseShutdown(t *testing.T) {
+	cases := []struct {
+		name    string
+		work    time.Duration
+		timeout time.Duration
+		cut     bool
+	}{{"drained", 50 * time.Millisecond, 10 * time.Second, false}, {"cut at the deadline", time.Hour, 100 * time.Millisecond, true}}
+	eachModel(t, func(t *testing.T, m string) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				h, err := handlers.NewWork(handlers.WorkOptions{Work: tc.work, Workers: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := start(t, m, frame.Line{}, h)
+				conn := servertest.Dial(t, srv.Addr())
+				mustWrite(t, conn, "one\ntwo\nthree\n")
+				if err := conn.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				servertest.Eventually(t, "the frames to be served", func() bool { return srv.Stats().FramesIn == 3 })
+				ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+				defer cancel()
+				stopped := make(chan error, 1)
+				go func() { stopped <- srv.Shutdown(ctx) }()
+				got, err := io.ReadAll(readerWithDeadline(conn))
+				if tc.cut {
+					if len(got) > 0 {
+						t.Errorf("got %q before the cut, want nothing: the work takes an hour", got)
+					}
+					if err := <-stopped; !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("Shutdown returned %v, want the deadline", err)
+					}
+					return
+				}
+				if err != nil || string(got) != "one\ntwo\nthree\n" {
+					t.Fatalf("read %q, %v; want every reply, then EOF", got, err)
+				}
+				if err := <-stopped; err != nil {
+					t.Errorf("Shutdown: %v", err)
+				}
+				if n := srv.Stats().Closes[session.PeerClosed]; n != 1 {
+					t.Errorf("%d closes as peer closed, want 1", n)
+				}
+			})
+		}
 	})
 }
