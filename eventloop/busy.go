@@ -41,6 +41,7 @@ type connExt struct {
 	paused    bool  // over MaxPending: frames are not served until output drains to half
 	evicted   bool  // closed for the memory budget: its pending output is dropped
 	lingering bool  // closing gracefully: see loopState.linger
+	finishing bool  // drained by a shutdown; the handler closes it (see loopState.drain)
 	shut      bool  // lingering and the write side is shut down
 	lingerBy  int64 // server clock when a lingering close ends at the latest
 	discard   int   // input a lingering close may still discard
@@ -71,7 +72,7 @@ func (l *loopState) release(c *conn, force bool) {
 	if e == nil {
 		return
 	}
-	if !force && (len(e.in) > 0 || e.header || e.paused || e.lingering || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
+	if !force && (len(e.in) > 0 || e.header || e.paused || e.lingering || e.finishing || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
 		return
 	}
 	if !force {

@@ -96,7 +96,11 @@ func (a asyncConn) Close() error {
 			}
 			return // or the flush found it too slow, or over the memory budget
 		}
-		a.c.CloseFor(session.HandlerClosed, nil)
+		r := session.HandlerClosed
+		if e := a.c.ext; e != nil && e.finishing {
+			r = session.ServerStopping // the close a drain left to the handler
+		}
+		a.c.CloseFor(r, nil)
 		if l.linger(a.c) {
 			_ = a.c.gc.EventLoop().Close(a.c.gc)
 		}

@@ -11,7 +11,6 @@ import (
 
 	"echoloop/eventloop/proxyproto"
 	"echoloop/eventloop/session"
-	"echoloop/handlers"
 )
 
 var errEngineStopped = errors.New("eventloop: engine stopped")
@@ -213,9 +212,8 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	remote := c.RemoteAddr() // before the loop forgets c
 	halfClosed := c.Closing() == session.Open && session.ReasonFor(err) == session.PeerClosed &&
 		(c.ext == nil || !c.ext.header)
-	hc, owes := s.opts.Handler.(handlers.HalfCloser)
 	var o *owed
-	if halfClosed && owes {
+	if halfClosed && s.finisher != nil {
 		o = s.owe(c, remote, err) // before closed: a Send meanwhile must not be refused
 	}
 	c.closed.Store(true)
@@ -236,7 +234,7 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		case o != nil && c.Paused() && partial > 0:
 			// The handler has paused c: what was kept waits for its
 			// Resume (see resumeOwed).
-			o.kept = bytes.Clone(e.in)
+			o.keep(bytes.Clone(e.in))
 		case halfClosed && partial >= c.Need():
 			// The peer half-closed with complete frames kept unserved while
 			// the connection was paused: answer them now.
@@ -248,8 +246,8 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	if o != nil {
 		o.partial = partial
-		if o.kept == nil {
-			hc.HalfClosed(asyncConn{c})
+		if o.kept == nil && (c.ext == nil || !c.ext.finishing) { // else told already, by the drain
+			s.finisher.Finish(asyncConn{c})
 		}
 	}
 	evicted := c.ext != nil && c.ext.evicted

@@ -36,7 +36,7 @@ type handOff struct {
 }
 
 // owed is a half-closed connection whose handler still owes it replies
-// (handlers.HalfCloser). gnet has closed it; its session and its AsyncConn
+// (handlers.Finisher). gnet has closed it; its session and its AsyncConn
 // live on. Frames sent through the AsyncConn reach the loop's mailbox as
 // before, and the flush passes them here (owed.add), in the order sent, for
 // the hand-off's goroutine to write. The handler's Close, also passed
@@ -140,15 +140,21 @@ func (l *loopState) resumeOwed(c *conn) {
 		return
 	}
 	used := c.Serve(c, o.kept, &l.out)
-	o.kept = o.kept[used:]
+	o.keep(o.kept[used:])
 	o.partial = len(o.kept)
 	o.add(l.out, 0, l.srv.opts.MaxPending) // counted as served by Serve
 	l.reset()
 	if c.Paused() {
 		return // the handler paused again: the rest waits for its Resume
 	}
-	o.kept = nil
-	l.srv.opts.Handler.(handlers.HalfCloser).HalfClosed(asyncConn{c})
+	o.keep(nil)
+	l.srv.finisher.Finish(asyncConn{c})
+}
+
+// keep sets the input kept unserved, counted in the memory total. Loop only.
+func (o *owed) keep(in []byte) {
+	o.c.loop.srv.counters.AddMemory(int64(len(in) - len(o.kept)))
+	o.kept = in
 }
 
 // finishOwed has c's loop end o (endOwed): the session is the loop's. When
@@ -176,6 +182,7 @@ func (s *Server) endOwed(o *owed, r session.Reason, cause error) {
 	o.queued = nil
 	o.mu.Unlock()
 	s.counters.AddMemory(-int64(dropped))
+	o.keep(nil)
 	if r != session.Open {
 		o.c.CloseFor(r, cause)
 	}
@@ -308,7 +315,11 @@ func (s *Server) writeOwed(h *handOff, nc net.Conn) (session.Reason, error) {
 		s.handOffs.mu.Unlock()
 		o.mu.Lock()
 		p, frames, closing, slow := o.queued, o.frames, o.closing, o.slow
-		o.queued, o.frames = spare[:0], 0
+		if len(p) > 0 {
+			// Frames sent during the write go to the buffer written
+			// last time, never to the one being written.
+			o.queued, o.frames, spare = spare[:0], 0, nil
+		}
 		o.mu.Unlock()
 		switch {
 		case cut:

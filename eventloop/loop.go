@@ -191,7 +191,8 @@ func (l *loopState) sweep() {
 
 // drain closes, with reason ServerStopping, every connection that has
 // nothing more to answer or send: its replies are written, no unread bytes
-// wait in the kernel, and what is buffered is at most a partial frame. The
+// wait in the kernel, and what is buffered is at most a partial frame; a
+// handler that is a Finisher is told instead, and closes it itself. The
 // close lingers, so input that arrives meanwhile cannot reset it. When
 // force is set the shutdown deadline has passed and every connection is
 // closed as it is.
@@ -200,7 +201,15 @@ func (l *loopState) drain(force bool) {
 		switch {
 		case force:
 			l.closeFor(c, session.ServerStopping)
-		case l.drained(c):
+		case !l.drained(c):
+		case l.srv.finisher != nil:
+			// The handler may still owe replies to what was drained: it
+			// closes c once they are sent (see asyncConn.Close).
+			if e := l.extend(c); !e.finishing {
+				e.finishing = true
+				l.srv.finisher.Finish(asyncConn{c})
+			}
+		default:
 			c.CloseFor(session.ServerStopping, nil)
 			if l.linger(c) {
 				_ = l.el.Close(c.gc)

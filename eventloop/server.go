@@ -31,6 +31,7 @@ import (
 
 	"echoloop/eventloop/internal/gnetlog"
 	"echoloop/eventloop/session"
+	"echoloop/handlers"
 )
 
 var (
@@ -70,6 +71,8 @@ type Server struct {
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loopState
+
+	finisher handlers.Finisher // the handler, if it may owe replies after the last frame
 
 	handOffs    handOffs
 	handOffWG   sync.WaitGroup
@@ -126,6 +129,7 @@ func New(opts Options) (*Server, error) {
 		loops:     make(map[gnet.EventLoop]*loopState),
 	}
 	s.shared = session.Shared{Config: &s.opts.Config, Counters: &s.counters, Log: &s.log}
+	s.finisher, _ = s.opts.Handler.(handlers.Finisher)
 	return s, nil
 }
 

@@ -302,16 +302,16 @@ func TestWorkConfig(t *testing.T) {
 	}
 }
 
-// TestWorkHalfClosed: after a half-close, Work closes the connection at
+// TestWorkFinish: once finished (after a half-close), Work closes the connection at
 // once when it owes nothing, and otherwise right after its last reply.
-func TestWorkHalfClosed(t *testing.T) {
+func TestWorkFinish(t *testing.T) {
 	w, err := handlers.NewWork(handlers.WorkOptions{Work: time.Millisecond, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := newFakeServer(w, 2)
 	idle, busy := s.conns[0], s.conns[1]
-	w.HalfClosed(idle.Async())
+	w.Finish(idle.Async())
 	if got := idle.replies(); !slices.Equal(got, []string{closeMark}) {
 		t.Errorf("a connection owed nothing got %q, want the close at once", got)
 	}
@@ -319,7 +319,7 @@ func TestWorkHalfClosed(t *testing.T) {
 	frames := []string{"a", "b", "c", "d"}
 	s.delivered.Add(len(frames))
 	s.serve(busy, frames)
-	w.HalfClosed(busy.Async())
+	w.Finish(busy.Async())
 	s.delivered.Wait()
 	want := append(slices.Clone(frames), closeMark)
 	servertest.Eventually(t, "the close after the last reply", func() bool { return len(busy.replies()) == len(want) })

@@ -132,23 +132,24 @@ type ConnObserver interface {
 	CloseConn(c Conn)
 }
 
-// HalfCloser is implemented by handlers that may still owe a connection
+// Finisher is implemented by handlers that may still owe a connection
 // replies after ServeFrame has returned: work done elsewhere and answered
-// through AsyncConn.Send. When the peer shuts down its sending side (a
-// half-close: EOF after its last frame), every complete frame it sent has
-// been served. Without HalfCloser the server then closes as soon as the
-// replies queued so far are written, and later Sends return ErrClosed.
-// With it, the server calls HalfClosed instead and keeps the connection
-// open for Sends, reading nothing more, until the handler calls c.Close
-// after its last one; then it writes what was sent and closes. The usual
-// limits still end it early: MaxPending and the write timeout (slow
-// consumer), the idle timeout counted from the EOF or the last reply written
-// (idle), and Shutdown's deadline.
+// through AsyncConn.Send. Once no more frames will come on the connection
+// and all it sent has been served (the peer shut down its sending side, a
+// half-close; or the server is shutting down and has served everything the
+// peer sent before), a server without Finisher closes as soon as the
+// replies queued so far are written, and later Sends return ErrClosed. With
+// it, the server calls Finish instead and keeps the connection open for
+// Sends, reading nothing more, until the handler calls c.Close after its
+// last one; then it writes what was sent and closes. The usual limits still
+// end it early: MaxPending and the write timeout (slow consumer), the idle
+// timeout counted from the EOF or the last reply written (idle), and
+// Shutdown's deadline.
 //
-// HalfClosed runs once, on the goroutine serving the connection, after the
-// last ServeFrame; CloseConn runs after the handler's Close.
-type HalfCloser interface {
-	HalfClosed(c AsyncConn)
+// Finish runs at most once per connection, on the goroutine serving it,
+// after its last ServeFrame; CloseConn runs after the handler's Close.
+type Finisher interface {
+	Finish(c AsyncConn)
 }
 
 // FramingChecker is implemented by handlers whose replies do not come from

@@ -10,7 +10,7 @@ import (
 var (
 	_ Handler      = (*Work)(nil)
 	_ ConnObserver = (*Work)(nil)
-	_ HalfCloser   = (*Work)(nil)
+	_ Finisher     = (*Work)(nil)
 	_ Handler      = (*Block)(nil)
 )
 
@@ -65,9 +65,9 @@ type WorkOptions struct {
 // connections are resumed, the longest-paused first. The queue therefore
 // holds at most its size plus one frame per connection.
 //
-// A peer that half-closes gets every reply still owed, then the close: Work
-// is a HalfCloser, and closes the connection once its last frame is
-// answered.
+// A peer that half-closes, or is drained by a shutdown, gets every reply
+// still owed, then the close: Work is a Finisher, and closes the
+// connection once its last frame is answered.
 //
 // Workers are started as frames arrive, up to Workers, and exit when no
 // frame waits, so an idle Work holds no goroutines.
@@ -92,7 +92,7 @@ type workConn struct {
 	busy   bool         // in ready, or a worker is on its frame
 	paused bool         // in Work.paused
 	closed bool
-	ended  bool // the peer half-closed: close once the last frame is answered
+	ended  bool // Finish came: close once the last frame is answered
 }
 
 // NewWork returns a Work handler; a negative Work or Workers is an error.
@@ -140,10 +140,10 @@ func (w *Work) CloseConn(c Conn) {
 	resumeAll(resume)
 }
 
-// HalfClosed implements HalfCloser: the connection is closed now if no
-// frame of its waits or is being worked on, else by the worker that answers
-// its last.
-func (w *Work) HalfClosed(ac AsyncConn) {
+// Finish implements Finisher: the connection is closed now if no frame of
+// its waits or is being worked on, else by the worker that answers its
+// last.
+func (w *Work) Finish(ac AsyncConn) {
 	w.mu.Lock()
 	wc := w.conns[ac.ID()]
 	done := wc == nil || !wc.busy

@@ -224,15 +224,16 @@ var _ handlers.AsyncConn = asyncConn{}
 
 func (a asyncConn) ID() uint64 { return a.c.ID() }
 
-// awaitOwed runs once the peer has half-closed, every frame it sent served,
-// when the handler may still owe replies (handlers.HalfCloser): it tells
-// the handler, waits for its Close, and then for the frames sent before it
-// to be written. A slow-consumer cut, an eviction, Shutdown's forced close,
-// or the idle timeout (no reply written for that long) end the wait early.
-// It returns the error serve closes with: eof when the handler closed, nil
+// awaitOwed runs once no more frames will come and every frame the peer
+// sent is served (it half-closed, or Shutdown's drain is over), when the
+// handler may still owe replies (handlers.Finisher): it tells the handler,
+// waits for its Close, and then for the frames sent before it to be
+// written. A slow-consumer cut, an eviction, Shutdown's forced close, or the
+// idle timeout (no reply written for that long) end the wait early. It
+// returns the error serve closes with: eof when the handler closed, nil
 // when a reason was recorded.
-func (c *conn) awaitOwed(hc handlers.HalfCloser, eof error) error {
-	hc.HalfClosed(asyncConn{c})
+func (c *conn) awaitOwed(hc handlers.Finisher, eof error) error {
+	hc.Finish(asyncConn{c})
 	var idle <-chan time.Time
 	var timer *time.Timer
 	if d := c.srv.opts.IdleTimeout; d > 0 {

@@ -167,7 +167,7 @@ func (c *conn) serve() {
 			if c.resumeAfter(err) {
 				continue
 			}
-			if hc, ok := s.opts.Handler.(handlers.HalfCloser); ok && errors.Is(err, io.EOF) {
+			if hc, ok := s.opts.Handler.(handlers.Finisher); ok && errors.Is(err, io.EOF) {
 				ioErr = c.awaitOwed(hc, err)
 				break
 			}
@@ -177,6 +177,9 @@ func (c *conn) serve() {
 	}
 	if c.stopReq.Load() && c.Closing() == session.Open && ioErr == nil {
 		ioErr = c.drain()
+		if hc, ok := s.opts.Handler.(handlers.Finisher); ok && ioErr == nil && c.Closing() == session.Open {
+			ioErr = c.awaitOwed(hc, nil) // the replies to what was drained
+		}
 		c.CloseFor(session.ServerStopping, nil)
 	}
 	c.closeGracefully(ioErr)
