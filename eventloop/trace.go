@@ -60,6 +60,20 @@ func (t tracingHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	return action
 }
 
+// OnClose traces the read that found the peer's EOF (gnet closes on it
+// without an OnTraffic), then closes.
+func (t tracingHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
+	if c, ok := gc.Context().(*conn); ok && session.ReasonFor(err) == session.PeerClosed &&
+		c.Closing() == session.Open && (c.ext == nil || !c.ext.header) {
+		r := session.Read{EOF: true}
+		if c.ext != nil {
+			r.Carried = len(c.ext.in)
+		}
+		c.TraceRead(c, &r)
+	}
+	return t.handler.OnClose(gc, err)
+}
+
 // traceHeaderEnd makes the read being traced, which completed c's PROXY
 // header, count only the stream after the header: the rest of c's input.
 func (l *loopState) traceHeaderEnd(c *conn) {

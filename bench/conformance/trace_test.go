@@ -51,6 +51,7 @@ type traceWant struct {
 	carried    int
 	out        int
 	writes     int
+	eof        bool
 }
 
 // next waits for the server's trace of its next read from conn (the
@@ -69,7 +70,7 @@ func (tc traceChan) nextFrom(t *testing.T, remote string, want traceWant) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no trace of a read; want %+v", want)
 	}
-	got := traceWant{r.In, r.Frames, r.Sizes, r.Carried, r.Out, r.Writes}
+	got := traceWant{r.In, r.Frames, r.Sizes, r.Carried, r.Out, r.Writes, r.EOF}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("read traced as %+v, want %+v", got, want)
 	}
@@ -118,6 +119,24 @@ func TestTraceFixedCarriesRest(t *testing.T) {
 		mustWrite(t, conn, "Greetings, server")
 		tc.next(t, conn, traceWant{in: 17, frames: 1, sizes: []int{16}, carried: 1, out: 16, writes: 1})
 		mustReply(t, conn, "Greetings, serve")
+	})
+}
+
+// TestTraceEOF: a client that sends a frame and the start of another and
+// then shuts down its sending side shows as a read that completes the
+// frame, then a read that finds the EOF with the partial frame's bytes
+// still carried.
+func TestTraceEOF(t *testing.T) {
+	eachModel(t, func(t *testing.T, m string) {
+		srv, tc := startTraced(t, m, frame.Line{})
+		conn := servertest.Dial(t, srv.Addr())
+		mustWrite(t, conn, "hello\nwor")
+		tc.next(t, conn, traceWant{in: 9, frames: 1, sizes: []int{6}, carried: 3, out: 6, writes: 1})
+		if err := conn.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		tc.next(t, conn, traceWant{sizes: []int{}, carried: 3, eof: true})
+		mustReply(t, conn, "hello\n")
 	})
 }
 

@@ -167,6 +167,9 @@ func (c *conn) serve() {
 			if c.resumeAfter(err) {
 				continue
 			}
+			if c.Tracing() && errors.Is(err, io.EOF) {
+				c.traceEOF()
+			}
 			if hc, ok := s.opts.Handler.(handlers.Finisher); ok && errors.Is(err, io.EOF) {
 				ioErr = c.awaitOwed(hc, err)
 				break

@@ -35,6 +35,13 @@ func (c *conn) traceRead() {
 	c.TraceRead(c, r)
 }
 
+// traceEOF reports a read that found the peer's EOF.
+func (c *conn) traceEOF() {
+	r := c.Recording()
+	r.EOF, r.Carried = true, c.end-c.start
+	c.TraceRead(c, r)
+}
+
 // traceWrite records a write of the current read's replies, n bytes. The
 // greeting an OpenConn queues is written before the first read, when there
 // is no connTrace yet.

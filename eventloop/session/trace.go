@@ -45,6 +45,7 @@ type Read struct {
 	Carried int   // bytes kept for the next read: the start of a partial frame (event loop: also input kept unserved while the peer does not read its replies)
 	Out     int   // reply bytes handed to the socket for the read's frames
 	Writes  int   // write calls that carried them
+	EOF     bool  // the read found the end of the peer's stream: it shut down its sending side (or closed)
 
 	used int // the sizes of all Frames
 }
@@ -108,10 +109,11 @@ func (s *Session) Tracing() bool { return s.sh.Config.Tracer != nil }
 
 // TraceRead ends the trace of one read: it hands r, with the connection's
 // ID and c's RemoteAddr, to the Tracer, unless the read did nothing (a
-// wake-up with no bytes, frames or writes), and empties r for the next read.
+// wake-up with no bytes, frames, writes or EOF), and empties r for the next
+// read.
 // Call it only while Tracing.
 func (s *Session) TraceRead(c handlers.Conn, r *Read) {
-	if r.In > 0 || r.Frames > 0 || r.Writes > 0 {
+	if r.In > 0 || r.Frames > 0 || r.Writes > 0 || r.EOF {
 		r.Conn, r.Remote = s.id, c.RemoteAddr()
 		s.sh.Config.Tracer.TraceRead(r)
 	}

@@ -32,7 +32,7 @@ const (
 // Fields are the fields of a trace line, in the order they are best read:
 // a console writer given them as its FieldsOrder prints a line as a
 // sentence about the read.
-var Fields = []string{"conn", "remote", "in", "frames", "sizes", "carried", "out", "writes", "dropped"}
+var Fields = []string{"conn", "remote", "in", "frames", "sizes", "carried", "out", "writes", "eof", "dropped"}
 
 // Options configure a Log.
 type Options struct {
@@ -92,6 +92,9 @@ func (t *Log) TraceRead(r *session.Read) {
 	}
 	e = e.Int("in", r.In).Int("frames", r.Frames).Ints("sizes", r.Sizes).
 		Int("carried", r.Carried).Int("out", r.Out).Int("writes", r.Writes)
+	if r.EOF {
+		e = e.Bool("eof", true)
+	}
 	if dropped > 0 {
 		e = e.Int64("dropped", dropped)
 	}
