@@ -25,7 +25,9 @@ import (
 // small one, hundreds of clients that never read, and the memory those hold.
 // Every echoed byte is checked, every run is bounded by a count and by
 // attackLimit, and latencies are exact quantiles of every sample. Clients
-// and server share this process and its CPUs.
+// and server share this process and its CPUs, except in the proc=pinned
+// runs of the benchmarks that time clients beside an attack (see
+// forEachProc).
 
 // attackLimit bounds the wall time of one run of an attack benchmark; a run
 // that reaches it stops early and says so in its log.
@@ -126,25 +128,30 @@ func benchStraddle(b *testing.B, m string) {
 // as fast as the server echoes them, with at most 4 lines unanswered
 // (stream=1). It reports the bystander's worst and p99 round trip in ms, and
 // the streamer's echoed MiB/s to show it was busy. The target: worst-ms at
-// stream=1 within 2 ms of worst-ms at stream=0 of the same model. Each op is
+// stream=1 within 2 ms of worst-ms at stream=0 of the same model and proc.
+// proc=in runs the server in this process, proc=pinned as an echoloop
+// process on CPU 0 with the clients on CPU 1 (see forEachProc). Each op is
 // one bystander round trip:
 //
 //	go test -run '^$' -bench Bystander -benchtime 5000x ./bench/model
+//	go test -run '^$' -bench 'Bystander/proc=pinned' -benchtime 5000x ./bench/model
 func BenchmarkBystander(b *testing.B) {
-	for _, stream := range []int{0, 1} {
-		for _, m := range model.Names() {
-			b.Run(fmt.Sprintf("stream=%d/model=%s", stream, m), func(b *testing.B) { benchBystander(b, m, stream > 0) })
+	forEachProc(b, func(b *testing.B, start startFunc) {
+		for _, stream := range []int{0, 1} {
+			for _, m := range model.Names() {
+				b.Run(fmt.Sprintf("stream=%d/model=%s", stream, m), func(b *testing.B) { benchBystander(b, start, m, stream > 0) })
+			}
 		}
-	}
+	})
 }
 
-func benchBystander(b *testing.B, m string, stream bool) {
+func benchBystander(b *testing.B, start startFunc, m string, stream bool) {
 	const (
 		lineSize = 60 << 10
 		window   = 4 // lines the streamer has written and not yet read back
 	)
 	codec := frame.Line{Max: 64 << 10}
-	srv := servertest.Start(b, model.Options{Model: m, Config: session.Config{Codec: codec, Logger: nopLogger}})
+	srv := start(b, m, session.Config{Codec: codec})
 	deadline := time.Now().Add(attackLimit)
 
 	stop := make(chan struct{})
@@ -247,24 +254,27 @@ func benchBystander(b *testing.B, m string, stream bool) {
 // trips made). It reports the normal clients' median, p99.9 and max round
 // trip in ms (targets for the last two: 20 and 100), the slow readers the
 // server closed as slow consumers (slow-closed, of 200), and the seconds
-// from their first dial to the last one's end (attack-s):
+// from their first dial to the last one's end (attack-s). proc=in runs the
+// server in this process, proc=pinned as an echoloop process on CPU 0 with
+// the clients on CPU 1 (see forEachProc):
 //
 //	go test -run '^$' -bench SlowReadersBeside -benchtime 20x ./bench/model
+//	go test -run '^$' -bench 'SlowReadersBeside/proc=pinned' -benchtime 20x ./bench/model
 func BenchmarkSlowReadersBeside(b *testing.B) {
-	for _, m := range model.Names() {
-		b.Run("model="+m, func(b *testing.B) { benchSlowReadersBeside(b, m) })
-	}
+	forEachProc(b, func(b *testing.B, start startFunc) {
+		for _, m := range model.Names() {
+			b.Run("model="+m, func(b *testing.B) { benchSlowReadersBeside(b, start, m) })
+		}
+	})
 }
 
-func benchSlowReadersBeside(b *testing.B, m string) {
+func benchSlowReadersBeside(b *testing.B, start startFunc, m string) {
 	const (
 		slowN, normalN = 200, 20
 		maxPending     = 256 << 10
 	)
 	codec := frame.Length{}
-	srv := servertest.Start(b, model.Options{Model: m, Config: session.Config{
-		Codec: codec, MaxPending: maxPending, WriteTimeout: time.Second, Logger: nopLogger,
-	}})
+	srv := start(b, m, session.Config{Codec: codec, MaxPending: maxPending, WriteTimeout: time.Second})
 	deadline := time.Now().Add(attackLimit)
 	normal := make([]net.Conn, normalN)
 	for i := range normal {
