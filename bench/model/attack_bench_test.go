@@ -126,12 +126,14 @@ func benchStraddle(b *testing.B, m string) {
 // sending small lines, one in flight, alone (stream=0) and beside a client
 // that streams 60 KiB lines (line Max 64 KiB), each in two writes of 30 KiB,
 // as fast as the server echoes them, with at most 4 lines unanswered
-// (stream=1). It reports the bystander's worst and p99 round trip in ms, and
-// the streamer's echoed MiB/s to show it was busy. The target: worst-ms at
-// stream=1 within 2 ms of worst-ms at stream=0 of the same model and proc.
-// proc=in runs the server in this process, proc=pinned as an echoloop
-// process on CPU 0 with the clients on CPU 1 (see forEachProc). Each op is
-// one bystander round trip:
+// (stream=1). It reports the bystander's worst and p99 round trip in ms, the
+// streamer's echoed MiB/s to show it was busy, and, to tell a run disturbed
+// by other work on the machine, the CPU use and wait of the processes
+// (reportProcs) and TCP's memory pressure and timeouts (reportTCP). The
+// target: worst-ms at stream=1 within 2 ms of worst-ms at stream=0 of the
+// same model and proc. proc=in runs the server in this process, proc=pinned
+// as an echoloop process on CPU 0 with the clients on CPU 1 (see
+// forEachProc). Each op is one bystander round trip:
 //
 //	go test -run '^$' -bench Bystander -benchtime 5000x ./bench/model
 //	go test -run '^$' -bench 'Bystander/proc=pinned' -benchtime 5000x ./bench/model
@@ -152,6 +154,7 @@ func benchBystander(b *testing.B, start startFunc, m string, stream bool) {
 	)
 	codec := frame.Line{Max: 64 << 10}
 	srv := start(b, m, session.Config{Codec: codec})
+	reportTCP(b)
 	deadline := time.Now().Add(attackLimit)
 
 	stop := make(chan struct{})
@@ -253,10 +256,11 @@ func benchBystander(b *testing.B, start startFunc, m string, stream bool) {
 // whole attack whatever b.N is (and ns/op is the wall time over the round
 // trips made). It reports the normal clients' median, p99.9 and max round
 // trip in ms (targets for the last two: 20 and 100), the slow readers the
-// server closed as slow consumers (slow-closed, of 200), and the seconds
-// from their first dial to the last one's end (attack-s). proc=in runs the
-// server in this process, proc=pinned as an echoloop process on CPU 0 with
-// the clients on CPU 1 (see forEachProc):
+// server closed as slow consumers (slow-closed, of 200), the seconds from
+// their first dial to the last one's end (attack-s), and, as Bystander
+// does, the processes' CPU use and wait and TCP's memory pressure and
+// timeouts. proc=in runs the server in this process, proc=pinned as an
+// echoloop process on CPU 0 with the clients on CPU 1 (see forEachProc):
 //
 //	go test -run '^$' -bench SlowReadersBeside -benchtime 20x ./bench/model
 //	go test -run '^$' -bench 'SlowReadersBeside/proc=pinned' -benchtime 20x ./bench/model
@@ -275,6 +279,7 @@ func benchSlowReadersBeside(b *testing.B, start startFunc, m string) {
 	)
 	codec := frame.Length{}
 	srv := start(b, m, session.Config{Codec: codec, MaxPending: maxPending, WriteTimeout: time.Second})
+	reportTCP(b)
 	deadline := time.Now().Add(attackLimit)
 	normal := make([]net.Conn, normalN)
 	for i := range normal {

@@ -225,3 +225,24 @@ func (s *pinnedServer) Stats() session.Stats {
 	}
 	return st
 }
+
+// reportTCP reports, when b ends, what TCP did on the whole machine from
+// now on: the milliseconds it spent over its memory pressure threshold
+// (tcp-pressure-ms), when it prunes receive queues and drops segments, and
+// its retransmission timeouts (tcp-rtos), each a stall of 200ms or more. A
+// flood of clients that never read can put it there (each such connection
+// holds megabytes of socket buffers), and so can other work on the machine.
+func reportTCP(b *testing.B) {
+	before, err := harness.TCPCounters()
+	if err != nil {
+		return
+	}
+	b.Cleanup(func() {
+		after, err := harness.TCPCounters()
+		if err != nil {
+			return
+		}
+		b.ReportMetric(float64(after["TCPMemoryPressuresChrono"]-before["TCPMemoryPressuresChrono"]), "tcp-pressure-ms")
+		b.ReportMetric(float64(after["TCPTimeouts"]-before["TCPTimeouts"]), "tcp-rtos")
+	})
+}
