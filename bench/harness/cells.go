@@ -33,9 +33,9 @@ func (h *harness) runLoad(ctx context.Context, spec results.Server, cell results
 		return cell
 	}
 	defer srv.stop(15 * time.Second)
-	h.gomaxprocs[spec.Name] = srv.gomaxprocs
+	h.gomaxprocs[spec.Name] = srv.GOMAXPROCS
 
-	args := []string{"-addr", srv.addr, "-framing", framing, "-conns", strconv.Itoa(cell.Conns),
+	args := []string{"-addr", srv.Addr, "-framing", framing, "-conns", strconv.Itoa(cell.Conns),
 		"-size", strconv.Itoa(cell.Size), "-pipeline", strconv.Itoa(cell.Pipeline),
 		"-warmup", h.opts.Profile.Warmup.String(), "-duration", h.opts.Profile.Duration.String(),
 		"-sources", sources, "-timeout", "10s", "-json", "-log-format", "json", "-log-level", "info"}
@@ -182,7 +182,7 @@ func (h *harness) runIdle(ctx context.Context, spec results.Server, conns, rep i
 
 	hold := settle + 2*time.Second // settle, read, and keep a margin
 	var out bytes.Buffer
-	gen, err := startChild(h.bins.echoload, h.opts.LoadCPUs, nil, &out, "-addr", srv.addr, "-framing", framing,
+	gen, err := startChild(h.bins.echoload, h.opts.LoadCPUs, nil, &out, "-addr", srv.Addr, "-framing", framing,
 		"-idle", "-conns", strconv.Itoa(conns), "-hold", hold.String(), "-sources", sources, "-timeout", "10s",
 		"-json", "-log-format", "json", "-log-level", "info")
 	if err != nil {

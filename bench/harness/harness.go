@@ -279,13 +279,22 @@ func maxConns(fdLimit uint64) int {
 func build(ctx context.Context, root, dir string) (binaries, error) {
 	b := binaries{echoloop: filepath.Join(dir, "echoloop"), echoload: filepath.Join(dir, "echoload")}
 	for bin, pkg := range map[string]string{b.echoloop: "./cmd/echoloop", b.echoload: "./cmd/echoload"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return b, fmt.Errorf("harness: go build %s: %v\n%s", pkg, err, out)
+		if err := GoBuild(ctx, root, pkg, bin); err != nil {
+			return b, err
 		}
 	}
 	return b, nil
+}
+
+// GoBuild compiles the command pkg, as go build names it from the folder
+// dir, into the file bin.
+func GoBuild(ctx context.Context, dir, pkg, bin string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("harness: go build %s: %v\n%s", pkg, err, out)
+	}
+	return nil
 }
 
 // buildAt compiles echoloop as it was at git revision rev of root, from an
@@ -314,10 +323,8 @@ func buildAt(ctx context.Context, root, rev, dir string) (string, error) {
 		return "", fmt.Errorf("harness: git archive %s: %v\n%s", rev, err, aerr.Bytes())
 	}
 	bin := filepath.Join(dir, "echoloop-baseline")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/echoloop")
-	cmd.Dir = src
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("harness: go build echoloop at %s: %v\n%s", rev, err, out)
+	if err := GoBuild(ctx, src, "./cmd/echoloop", bin); err != nil {
+		return "", fmt.Errorf("at %s: %w", rev, err)
 	}
 	return bin, nil
 }

@@ -175,3 +175,42 @@ func between(a, b procSample) usage {
 	}
 	return u
 }
+
+// RunQueueWait is how long the threads of process pid alive now have spent
+// runnable but waiting for a CPU, from /proc/<pid>/task/*/schedstat: for a
+// process pinned to a CPU of its own, the time other processes (or its own
+// other threads) held that CPU when it had work.
+func RunQueueWait(pid int) (time.Duration, error) {
+	stats, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "schedstat"))
+	if err != nil || len(stats) == 0 {
+		return 0, fmt.Errorf("harness: no schedstat for process %d: %v", pid, err)
+	}
+	var wait time.Duration
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue // the thread exited
+		}
+		// Time on the CPU, time waiting on a run queue (both ns), slices.
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, fmt.Errorf("harness: %s: %q", st, b)
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("harness: %s: %w", st, err)
+		}
+		wait += time.Duration(ns)
+	}
+	return wait, nil
+}
+
+// CPUTime is the CPU time, user and system, that process pid has used: all
+// its threads', live and exited.
+func CPUTime(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(stat)
+}

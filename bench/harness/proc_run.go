@@ -124,31 +124,91 @@ func (t *tailBuffer) String() string {
 	return strings.Join(t.lines, " | ")
 }
 
-// server is a running server process.
-type server struct {
+// Server is a server process started by StartServer.
+type Server struct {
 	*child
-	addr, metrics string // metrics is empty for the textbook servers
-	gomaxprocs    int    // as it logged at start; 0 for the textbook servers
+	Addr       string // host:port it listens on
+	Metrics    string // its /metrics URL; empty without -metrics and for the textbook servers
+	GOMAXPROCS int    // as it logged at start; 0 for the textbook servers
 }
 
-// startServer runs spec's server pinned to the server CPUs and waits until
-// it listens: echoloop for the Go models, the interpreter with the script
-// for the textbook ones. Both log the same "listening" line.
-func (h *harness) startServer(ctx context.Context, spec results.Server) (*server, error) {
-	bin, args, env := h.serverCommand(spec)
-	c, err := startChild(bin, h.opts.ServerCPUs, env, nil, args...)
+// StartServer runs bin with args, pinned with taskset to cpus, in a process
+// group of its own, with env added to this process's environment, and waits
+// until it logs its "listening" line as JSON on stderr (echoloop with
+// -log-format json logs it, and so do the textbook servers). Stop it with
+// Stop.
+func StartServer(ctx context.Context, bin, cpus string, env []string, args ...string) (*Server, error) {
+	c, err := startChild(bin, cpus, env, nil, args...)
 	if err != nil {
 		return nil, err
 	}
 	rec, err := c.await(ctx, "listening", 15*time.Second)
 	if err != nil {
 		c.stop(time.Second)
-		return nil, fmt.Errorf("server %s: %w", spec.Name, err)
+		return nil, err
 	}
 	addr, _ := rec["addr"].(string)
 	metrics, _ := rec["metrics"].(string)
 	procs, _ := rec["gomaxprocs"].(float64)
-	return &server{child: c, addr: addr, metrics: metrics, gomaxprocs: int(procs)}, nil
+	return &Server{child: c, Addr: addr, Metrics: metrics, GOMAXPROCS: int(procs)}, nil
+}
+
+// PID is the server's process id.
+func (s *Server) PID() int { return s.pid() }
+
+// Stop sends SIGTERM, kills the process group if the server has not exited
+// within grace, and returns how it exited: nil for a clean stop (status 0).
+func (s *Server) Stop(grace time.Duration) error {
+	s.stop(grace)
+	if s.err != nil {
+		return fmt.Errorf("%w: %s", s.err, s.tail)
+	}
+	return nil
+}
+
+// Scrape reads the server's metrics: each sample's value by its series as
+// written, name and labels, such as "go_goroutines" or
+// `echoloop_closes_total{model="eventloop",reason="idle"}`.
+func (s *Server) Scrape() (map[string]float64, error) {
+	if s.Metrics == "" {
+		return nil, errors.New("harness: the server serves no metrics")
+	}
+	client := http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get(s.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("harness: %s: %s", s.Metrics, resp.Status)
+	}
+	samples := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		// A label value may hold spaces; the value is the last field
+		// (the exposition has no timestamps).
+		i := strings.LastIndexByte(line, ' ')
+		if strings.HasPrefix(line, "#") || i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			samples[line[:i]] = v
+		}
+	}
+	return samples, sc.Err()
+}
+
+// startServer runs spec's server pinned to the server CPUs and waits until
+// it listens: echoloop for the Go models, the interpreter with the script
+// for the textbook ones. Both log the same "listening" line.
+func (h *harness) startServer(ctx context.Context, spec results.Server) (*Server, error) {
+	bin, args, env := h.serverCommand(spec)
+	s, err := StartServer(ctx, bin, h.opts.ServerCPUs, env, args...)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", spec.Name, err)
+	}
+	return s, nil
 }
 
 // serverCommand is the program, arguments and extra environment that run
@@ -175,25 +235,12 @@ func (h *harness) serverCommand(spec results.Server) (bin string, args, env []st
 	return h.bins.echoloop, args, env
 }
 
-// goroutines scrapes the server's go_goroutines gauge; -1 if it cannot,
-// or if the server has no metrics.
-func (s *server) goroutines() int {
-	if s.metrics == "" {
-		return -1
-	}
-	client := http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get(s.metrics)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			if n, err := strconv.ParseFloat(v, 64); err == nil {
-				return int(n)
-			}
-		}
+// goroutines is the server's go_goroutines gauge; -1 if it cannot be
+// scraped, or if the server has no metrics.
+func (s *Server) goroutines() int {
+	samples, err := s.Scrape()
+	if v, ok := samples["go_goroutines"]; err == nil && ok {
+		return int(v)
 	}
 	return -1
 }

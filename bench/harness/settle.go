@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -75,4 +76,36 @@ func (h *harness) settle(ctx context.Context) (time.Duration, bool) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// TCPCounters are the kernel's TCP extension counters of the whole machine
+// (the TcpExt lines of /proc/net/netstat) by name: TCPMemoryPressuresChrono,
+// the milliseconds TCP spent over its memory pressure threshold, during
+// which receive queues are pruned and segments dropped; TCPTimeouts, the
+// retransmission timeouts, each a stall of 200ms or more.
+func TCPCounters() (map[string]int64, error) {
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return nil, err
+	}
+	// A line of names, then a line of values, both "TcpExt: ...".
+	var names []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "TcpExt: ")
+		if !ok {
+			continue
+		}
+		if names == nil {
+			names = strings.Fields(rest)
+			continue
+		}
+		counters := map[string]int64{}
+		for i, v := range strings.Fields(rest) {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && i < len(names) {
+				counters[names[i]] = n
+			}
+		}
+		return counters, nil
+	}
+	return nil, errors.New("harness: no TcpExt counters in /proc/net/netstat")
 }

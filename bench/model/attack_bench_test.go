@@ -25,7 +25,9 @@ import (
 // small one, hundreds of clients that never read, and the memory those hold.
 // Every echoed byte is checked, every run is bounded by a count and by
 // attackLimit, and latencies are exact quantiles of every sample. Clients
-// and server share this process and its CPUs.
+// and server share this process and its CPUs, except in the proc=pinned
+// runs of the benchmarks that time clients beside an attack (see
+// forEachProc).
 
 // attackLimit bounds the wall time of one run of an attack benchmark; a run
 // that reaches it stops early and says so in its log.
@@ -124,27 +126,35 @@ func benchStraddle(b *testing.B, m string) {
 // sending small lines, one in flight, alone (stream=0) and beside a client
 // that streams 60 KiB lines (line Max 64 KiB), each in two writes of 30 KiB,
 // as fast as the server echoes them, with at most 4 lines unanswered
-// (stream=1). It reports the bystander's worst and p99 round trip in ms, and
-// the streamer's echoed MiB/s to show it was busy. The target: worst-ms at
-// stream=1 within 2 ms of worst-ms at stream=0 of the same model. Each op is
-// one bystander round trip:
+// (stream=1). It reports the bystander's worst and p99 round trip in ms, the
+// streamer's echoed MiB/s to show it was busy, and, to tell a run disturbed
+// by other work on the machine, the CPU use and wait of the processes
+// (reportProcs) and TCP's memory pressure and timeouts (reportTCP). The
+// target: worst-ms at stream=1 within 2 ms of worst-ms at stream=0 of the
+// same model and proc. proc=in runs the server in this process, proc=pinned
+// as an echoloop process on CPU 0 with the clients on CPU 1 (see
+// forEachProc). Each op is one bystander round trip:
 //
 //	go test -run '^$' -bench Bystander -benchtime 5000x ./bench/model
+//	go test -run '^$' -bench 'Bystander/proc=pinned' -benchtime 5000x ./bench/model
 func BenchmarkBystander(b *testing.B) {
-	for _, stream := range []int{0, 1} {
-		for _, m := range model.Names() {
-			b.Run(fmt.Sprintf("stream=%d/model=%s", stream, m), func(b *testing.B) { benchBystander(b, m, stream > 0) })
+	forEachProc(b, func(b *testing.B, start startFunc) {
+		for _, stream := range []int{0, 1} {
+			for _, m := range model.Names() {
+				b.Run(fmt.Sprintf("stream=%d/model=%s", stream, m), func(b *testing.B) { benchBystander(b, start, m, stream > 0) })
+			}
 		}
-	}
+	})
 }
 
-func benchBystander(b *testing.B, m string, stream bool) {
+func benchBystander(b *testing.B, start startFunc, m string, stream bool) {
 	const (
 		lineSize = 60 << 10
 		window   = 4 // lines the streamer has written and not yet read back
 	)
 	codec := frame.Line{Max: 64 << 10}
-	srv := servertest.Start(b, model.Options{Model: m, Config: session.Config{Codec: codec, Logger: nopLogger}})
+	srv := start(b, m, session.Config{Codec: codec})
+	reportTCP(b)
 	deadline := time.Now().Add(attackLimit)
 
 	stop := make(chan struct{})
@@ -246,25 +256,30 @@ func benchBystander(b *testing.B, m string, stream bool) {
 // whole attack whatever b.N is (and ns/op is the wall time over the round
 // trips made). It reports the normal clients' median, p99.9 and max round
 // trip in ms (targets for the last two: 20 and 100), the slow readers the
-// server closed as slow consumers (slow-closed, of 200), and the seconds
-// from their first dial to the last one's end (attack-s):
+// server closed as slow consumers (slow-closed, of 200), the seconds from
+// their first dial to the last one's end (attack-s), and, as Bystander
+// does, the processes' CPU use and wait and TCP's memory pressure and
+// timeouts. proc=in runs the server in this process, proc=pinned as an
+// echoloop process on CPU 0 with the clients on CPU 1 (see forEachProc):
 //
 //	go test -run '^$' -bench SlowReadersBeside -benchtime 20x ./bench/model
+//	go test -run '^$' -bench 'SlowReadersBeside/proc=pinned' -benchtime 20x ./bench/model
 func BenchmarkSlowReadersBeside(b *testing.B) {
-	for _, m := range model.Names() {
-		b.Run("model="+m, func(b *testing.B) { benchSlowReadersBeside(b, m) })
-	}
+	forEachProc(b, func(b *testing.B, start startFunc) {
+		for _, m := range model.Names() {
+			b.Run("model="+m, func(b *testing.B) { benchSlowReadersBeside(b, start, m) })
+		}
+	})
 }
 
-func benchSlowReadersBeside(b *testing.B, m string) {
+func benchSlowReadersBeside(b *testing.B, start startFunc, m string) {
 	const (
 		slowN, normalN = 200, 20
 		maxPending     = 256 << 10
 	)
 	codec := frame.Length{}
-	srv := servertest.Start(b, model.Options{Model: m, Config: session.Config{
-		Codec: codec, MaxPending: maxPending, WriteTimeout: time.Second, Logger: nopLogger,
-	}})
+	srv := start(b, m, session.Config{Codec: codec, MaxPending: maxPending, WriteTimeout: time.Second})
+	reportTCP(b)
 	deadline := time.Now().Add(attackLimit)
 	normal := make([]net.Conn, normalN)
 	for i := range normal {

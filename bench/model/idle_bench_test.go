@@ -25,7 +25,8 @@ import (
 // TestMain lets the test binary double as the connection holder for
 // BenchmarkIdleConns (one process cannot hold both ends of 19,000
 // connections under a 20,000 descriptor limit), and as the chat clients of
-// BenchmarkBroadcast (so the server's CPU time is measured alone).
+// BenchmarkBroadcast (so the server's CPU time is measured alone). It
+// removes the echoloop binary the proc=pinned benchmarks built.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("ECHOLOOP_HOLD"); spec != "" {
 		os.Exit(holdConns(spec))
@@ -33,7 +34,11 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv("ECHOLOOP_CHAT"); spec != "" {
 		os.Exit(chatClients(spec))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if echoloopDir != "" {
+		os.RemoveAll(echoloopDir)
+	}
+	os.Exit(code)
 }
 
 // holdConns opens n connections to addr from 127.0.0.1 to 127.0.0.8 (so
