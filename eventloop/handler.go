@@ -225,6 +225,9 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		// follows a recorded reason, or when the engine stops.
 		c.CloseFor(session.ServerStopping, errEngineStopped)
 	}
+	if c.Closing().Abandons() || s.forcing.Load() {
+		_ = gc.SetLinger(0) // gnet's close then resets: see Reason.Abandons
+	}
 	partial := 0
 	if e := c.ext; e != nil && e.header {
 		l.closedInHeader(c, err)

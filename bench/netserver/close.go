@@ -13,6 +13,11 @@ import (
 // closeGracefully).
 func (c *conn) closeNow(ioErr error) {
 	c.record(ioErr)
+	if c.Closing().Abandons() {
+		if tc, ok := c.nc.(interface{ SetLinger(int) error }); ok {
+			_ = tc.SetLinger(0) // the close resets: see Reason.Abandons
+		}
+	}
 	_ = c.nc.Close()
 	c.writers.Wait() // its write fails at once on the closed socket
 	c.dropBuffers()

@@ -116,6 +116,17 @@ func (r Reason) Lingers() bool {
 	return false
 }
 
+// Abandons says whether a close for r gives up on the replies the peer has
+// not read: it stopped reading (SlowConsumer), or holds too much of the
+// memory budget (MemoryLimit). Such a close resets the connection
+// (SO_LINGER 0): the peer learns of it at once, and the kernel frees the
+// replies. A plain close would queue its FIN behind them, where a peer that
+// does not read never lets it through: it would not learn of the close, and
+// the server's kernel would keep the replies, retrying, for minutes.
+func (r Reason) Abandons() bool {
+	return r == SlowConsumer || r == MemoryLimit
+}
+
 // ReasonFor classifies the error that ended a connection's I/O. nil and EOF
 // are a peer close; a reset or broken pipe is Reset; a closed socket is
 // ServerStopping (only the server closes its own sockets); anything else is
