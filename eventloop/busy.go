@@ -476,8 +476,9 @@ func (l *loopState) noteWrite(c *conn) {
 }
 
 // watchWrites runs each sweep with a write timeout: it looks at the send
-// queue of every connection listed by noteWrite (one getsockopt and one
-// ioctl each) and watches those whose replies still wait in the kernel.
+// queue of every connection listed by noteWrite (one ioctl each, and a
+// getsockopt for those it finds holding some) and watches those whose
+// replies still wait in the kernel.
 func (l *loopState) watchWrites(now int64) {
 	for i, c := range l.written {
 		l.written[i] = nil
@@ -487,6 +488,11 @@ func (l *loopState) watchWrites(now int64) {
 		c.wrote = 0
 		if c.ext != nil {
 			continue // busy: checkBusy watches it
+		}
+		// Most peers have taken their replies by now: one system call
+		// tells, where sendQueue makes two.
+		if unsent, err := session.UnsentBytes(c.gc.Fd()); err != nil || unsent == 0 {
+			continue
 		}
 		if acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo); err == nil && unsent > 0 {
 			c.wrote = -1

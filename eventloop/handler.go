@@ -92,28 +92,25 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 // are served in place, in gnet's read buffer; a partial frame at the end is
 // copied into the connection's own input buffer (connExt.in), which the
 // next read completes. gnet's own inbound buffer therefore stays empty, so
-// Peek never copies, and every byte is copied at most twice (into the input
+// Next never copies, and every byte is copied at most twice (into the input
 // buffer, and once to its front), whatever the framing and however frames
 // straddle reads.
 func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*conn)
 	s := h.srv
 	l := c.loop
-	in, err := gc.Peek(-1)
+	// in is gnet's read buffer, valid until this call returns: l.out
+	// takes copies of the replies, connExt.in of the rest.
+	in, err := gc.Next(-1)
 	if err != nil {
 		c.CloseFor(session.IOError, err)
 		return gnet.Close
 	}
 	if len(in) > 0 {
 		s.counters.Read(len(in))
-		c.lastActive = int32(l.clockNow())
+		l.touch(c)
 	}
 	action, served := h.traffic(c, in)
-	if len(in) > 0 && !c.closed.Load() {
-		// in dies here: l.out holds copies of the replies, connExt.in
-		// of the rest. Never Discard(0): to gnet that means everything.
-		_, _ = gc.Discard(len(in))
-	}
 	if !served {
 		return action
 	}
@@ -125,10 +122,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if l.mail.bytes.Load() >= mailFlushAt && l.flushMail(c) {
 		return gnet.Close // a big fan-out is written now; c was too slow or evicted
 	}
-	if c.Closing() == session.Open && gc.OutboundBuffered() > s.opts.MaxPending {
+	pending := gc.OutboundBuffered()
+	if c.Closing() == session.Open && pending > s.opts.MaxPending {
 		l.pause(c)
 	}
-	if l.settle(c, c) {
+	// settle has nothing to do for a connection that holds nothing.
+	if (c.ext != nil || pending > 0) && l.settle(c, c) {
 		return gnet.Close // evicted by its own read
 	}
 	return h.action(c)

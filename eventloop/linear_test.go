@@ -13,8 +13,8 @@ import (
 
 // fakeConn is the part of a gnet.Conn that OnOpen, OnTraffic and OnClose
 // use, with gnet v2.10.0's inbound buffering: each callback sees its read
-// in the loop's buffer; bytes left undiscarded move to the connection's ring
-// (a copy); Peek of more than the ring holds copies the ring and the read
+// in the loop's buffer; bytes left unread move to the connection's ring
+// (a copy); Next while the ring holds some copies the ring and the read
 // into a new slice. It counts every byte copied, so a test can tell the
 // server's cost of buffering apart from the bytes it was given.
 type fakeConn struct {
@@ -23,7 +23,7 @@ type fakeConn struct {
 	ctx     any
 	ring    []byte // what gnet keeps between callbacks
 	read    []byte // this callback's read
-	copied  int    // bytes copied by Peek and into the ring
+	copied  int    // bytes copied by Next and into the ring
 	out     int    // reply bytes written
 	pending int    // what OutboundBuffered reports: replies the peer has not taken
 }
@@ -42,32 +42,25 @@ func (f *fakeConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (f *fakeConn) Peek(n int) ([]byte, error) {
+// Next is gnet's: the read itself while the ring is empty, else a copy of
+// the ring and the read.
+func (f *fakeConn) Next(n int) ([]byte, error) {
 	total := len(f.ring) + len(f.read)
 	if n <= 0 || n > total {
 		n = total
 	}
-	switch {
-	case len(f.ring) == 0:
-		return f.read[:n], nil
-	case len(f.ring) >= n:
-		return f.ring[:n], nil
+	if len(f.ring) == 0 {
+		buf := f.read[:n]
+		f.read = f.read[n:]
+		return buf, nil
 	}
-	buf := append(append(make([]byte, 0, n), f.ring...), f.read[:n-len(f.ring)]...)
+	buf := make([]byte, n)
+	fromRing := copy(buf, f.ring)
+	copy(buf[fromRing:], f.read)
 	f.copied += n
-	return buf, nil
-}
-
-func (f *fakeConn) Discard(n int) (int, error) {
-	total := len(f.ring) + len(f.read)
-	if n <= 0 || n >= total {
-		f.ring, f.read = f.ring[:0], nil
-		return total, nil
-	}
-	fromRing := min(n, len(f.ring))
 	f.ring = f.ring[fromRing:]
 	f.read = f.read[n-fromRing:]
-	return n, nil
+	return buf, nil
 }
 
 // deliver runs one read of p through the handler as gnet does.
@@ -82,7 +75,7 @@ func (f *fakeConn) deliver(h *handler, p []byte) gnet.Action {
 
 // TestPartialFrameCostIsLinear feeds one 1 MiB frame of every framing in
 // 1-byte, 1,000-byte and 64 KiB reads and counts the bytes copied on the
-// way (by the server into its buffers, and by gnet's Peek and ring): at
+// way (by the server into its buffers, and by gnet's Next and ring): at
 // most a small constant times the frame, however it is cut. Before partial
 // frames had a buffer of their own, a line arriving a byte at a time was
 // re-peeked (a copy of everything buffered) on every read.

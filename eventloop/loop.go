@@ -21,10 +21,11 @@ type loopState struct {
 	// serves every connection.
 	out []byte
 
-	now   int64    // the loop's clock, in ticks of srv.tick; see clockNow
-	wheel *wheel   // idle-timeout wheel; nil when there is no idle timeout
-	conns connList // every conn, when there is no wheel
-	busy  []*conn  // conns with an ext (see busy.go), checked every sweep
+	now     int64    // the loop's clock, in ticks of srv.tick, as of the last sweep or open; see clockNow
+	wheel   *wheel   // idle-timeout wheel; nil when there is no idle timeout
+	conns   connList // every conn, when there is no wheel
+	busy    []*conn  // conns with an ext (see busy.go), checked every sweep
+	touched []*conn  // conns read from since the last sweep, which stamps them; see touch
 
 	spareExts []*connExt  // released exts, for reuse
 	written   []*conn     // conns written to since the last sweep, with a write timeout
@@ -80,13 +81,39 @@ func (l *loopState) reset() {
 	l.out = l.out[:0]
 }
 
-// clockNow reads the clock into l.now and returns it. Activity is stamped
-// with the time it happens, not the last sweep's: sweeps run late on a busy
-// machine, and a stale stamp would make a connection look silent longer
-// than it was, and close it before its idle timeout.
+// clockNow reads the clock into l.now and returns it.
 func (l *loopState) clockNow() int64 {
 	l.now = l.srv.ticks()
 	return l.now
+}
+
+// touch notes that c was read from. Reading the clock for every read would
+// cost more than the rest of the loop's bookkeeping of a read together, so
+// c is only listed, once until the next sweep, which stamps it with its own
+// clock (stampTouched). The stamp is then never earlier than the read,
+// however late the sweep runs, so no connection is closed as idle before
+// its timeout; at most by the gap to the next sweep after it. While listed,
+// c's lastActive is l.now+1, which no stamp has: stamps are at most l.now.
+func (l *loopState) touch(c *conn) {
+	if m := int32(l.now) + 1; c.lastActive != m {
+		c.lastActive = m
+		l.touched = append(l.touched, c)
+	}
+}
+
+// stampTouched stamps the connections read from since the last sweep with
+// l.now. A list that a burst left mostly unused is dropped, so that a quiet
+// server does not keep a slot for every connection.
+func (l *loopState) stampTouched() {
+	now := int32(l.now)
+	for i, c := range l.touched {
+		c.lastActive = now
+		l.touched[i] = nil
+	}
+	if cap(l.touched) > 1024 && len(l.touched) < cap(l.touched)/4 {
+		l.touched = nil
+	}
+	l.touched = l.touched[:0]
 }
 
 // add starts tracking a new connection.
@@ -172,6 +199,7 @@ func (l *loopState) closeFor(c *conn, r session.Reason) {
 func (l *loopState) sweep() {
 	s := l.srv
 	l.clockNow()
+	l.stampTouched()
 	if l.wheel != nil {
 		l.wheel.advance(l.now, func(c *conn) { l.closeFor(c, session.Idle) })
 	}

@@ -5,9 +5,9 @@
 // For each readable connection gnet reads what the socket holds and calls
 // OnTraffic on the connection's event loop:
 //
-//	buf := Peek(everything buffered)
+//	buf := Next(everything read)
 //	decode every complete frame in buf, hand each to the handler, collect the replies
-//	Discard(bytes of complete frames); a partial frame stays buffered for the next read
+//	copy a partial frame at the end into the connection's own buffer, for the next read
 //	one Write of all the replies
 //
 // Callbacks for one connection (OnOpen, OnTraffic..., OnClose) run in order

@@ -50,7 +50,7 @@ func (l *connList) take() *conn {
 // wheel finds idle connections in time proportional to the connections due,
 // not to all connections. Time is counted in ticks. A conn sits in the slot
 // of the tick at which it would become idle if no byte arrived; a byte only
-// updates its lastActive (no list operation on the hot path). When a slot's
+// updates its lastActive (see loopState.touch), never its slot. When a slot's
 // tick comes, each conn in it is either idle (closed) or, having been active
 // since, moved to the slot of its new due tick. So an active connection is
 // looked at once per idle timeout, an idle one once.

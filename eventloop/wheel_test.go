@@ -2,7 +2,9 @@ package eventloop
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -141,5 +143,48 @@ func BenchmarkWheelTick(b *testing.B) {
 			}
 			_ = expired
 		})
+	}
+}
+
+// TestTouchStampedBySweep: a read counts as activity at the first sweep
+// after it, however late that sweep runs, so the connection is not closed as
+// idle before the timeout has passed since the read.
+func TestTouchStampedBySweep(t *testing.T) {
+	s := &Server{start: time.Now(), tick: time.Hour}
+	l := &loopState{srv: s, wheel: newWheel(5, 0)} // idle after 5 ticks
+	c, other := &conn{}, &conn{}
+	l.add(c)
+	var expired []*conn
+	sweepAt := func(tick int64) {
+		s.start = time.Now().Add(-time.Duration(tick)*s.tick - s.tick/2)
+		l.clockNow()
+		l.stampTouched()
+		l.wheel.advance(l.now, func(c *conn) { expired = append(expired, c) })
+	}
+	sweepAt(1)
+	// Read at tick 1, 2 and 3; the sweeps of ticks 2 and 3 do not come.
+	l.touch(c)
+	s.start = s.start.Add(-s.tick)
+	l.add(other) // moves the loop's clock between the reads
+	l.touch(c)
+	l.touch(c)
+	s.start = s.start.Add(-s.tick)
+	l.touch(c)
+	if len(l.touched) != 2 {
+		t.Fatalf("c listed %d times, want once per clock the loop saw", len(l.touched))
+	}
+	sweepAt(4)
+	if c.lastActive != 4 {
+		t.Fatalf("c stamped %d by the sweep of tick 4", c.lastActive)
+	}
+	for tick := int64(5); tick <= 8; tick++ {
+		sweepAt(tick)
+		if slices.Contains(expired, c) {
+			t.Fatalf("c closed as idle at tick %d, 5 ticks after its read at 3 or later", tick)
+		}
+	}
+	sweepAt(9)
+	if !slices.Contains(expired, c) {
+		t.Fatal("c not closed as idle 5 ticks after the sweep that stamped it")
 	}
 }

@@ -58,7 +58,8 @@ type Codec interface {
 	// returns the payload and n, the number of bytes of buf the frame used
 	// (header and delimiter included); payload aliases buf and is valid only
 	// as long as buf is. When buf holds only part of a frame it returns
-	// ErrIncomplete and n == 0. A frame over the limit is ErrTooLarge.
+	// ErrIncomplete and n == 0; an empty buf is such a part, and a server
+	// may skip asking. A frame over the limit is ErrTooLarge.
 	Decode(buf []byte) (payload []byte, n int, err error)
 
 	// Append appends payload, encoded as one frame, to dst and returns the
@@ -99,8 +100,10 @@ type Resumer interface {
 // bytes when c is a Resumer; other codecs find a frame's end without a
 // scan and decode buf afresh.
 func DecodeFrom(c Codec, buf []byte, scanned int) ([]byte, int, error) {
-	if r, ok := c.(Resumer); ok && scanned > 0 {
-		return r.DecodeFrom(buf, scanned)
+	if scanned > 0 { // first: most calls have none, and the assertion costs more
+		if r, ok := c.(Resumer); ok {
+			return r.DecodeFrom(buf, scanned)
+		}
 	}
 	return c.Decode(buf)
 }

@@ -33,6 +33,7 @@ func TestDecode(t *testing.T) {
 		{"line max without newline waits", Line{Max: 5}, "hello", "", 0, ErrIncomplete},
 		{"line over max", Line{Max: 5}, "hello!", "", 0, ErrTooLarge},
 		{"line newline past max", Line{Max: 5}, "hello!\n", "", 0, ErrTooLarge},
+		{"fixed empty buffer", Fixed{Size: 4}, "", "", 0, ErrIncomplete},
 		{"fixed short", Fixed{Size: 4}, "abc", "", 0, ErrIncomplete},
 		{"fixed exact", Fixed{Size: 4}, "abcd", "abcd", 4, nil},
 		{"fixed leaves rest", Fixed{Size: 2}, "abcd", "ab", 2, nil},

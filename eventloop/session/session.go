@@ -200,10 +200,17 @@ func (s *Session) Serve(c handlers.Conn, in []byte, out *[]byte) int {
 	scanned := int(s.scanned)
 	codec, handler := s.sh.Config.Codec, s.sh.Config.Handler
 	for s.closing == nil && !s.paused {
+		if n == len(in) {
+			// Every codec decodes an empty buffer as ErrIncomplete: a read
+			// that ends on a frame boundary, the usual case, skips asking.
+			s.need = int32(min(codec.Need(in[n:]), 1<<31-1))
+			s.scanned = 0
+			break
+		}
 		payload, used, err := frame.DecodeFrom(codec, in[n:], scanned)
 		scanned = 0
 		if err != nil {
-			if errors.Is(err, frame.ErrIncomplete) {
+			if err == frame.ErrIncomplete || errors.Is(err, frame.ErrIncomplete) {
 				s.need = int32(min(codec.Need(in[n:]), 1<<31-1))
 				s.scanned = int32(min(len(in)-n, 1<<31-1))
 			} else {
