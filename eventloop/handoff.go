@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -59,6 +60,8 @@ type owed struct {
 	slow    bool   // queued would have passed MaxPending
 	ended   bool   // the writer has finished: frames now are dropped
 	wake    chan struct{}
+
+	finished atomic.Bool // the session is finished; see endOwed
 }
 
 // closedConn is the handlers.Conn a handler sees in CloseConn for a
@@ -158,21 +161,31 @@ func (o *owed) keep(in []byte) {
 }
 
 // finishOwed has c's loop end o (endOwed): the session is the loop's. When
-// the loops have stopped, it ends o here.
+// the loops have stopped, or stop before they run it, it ends o here.
 func (s *Server) finishOwed(o *owed, r session.Reason, cause error) {
+	ran := make(chan struct{})
 	err := o.c.loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		s.endOwed(o, r, cause)
+		close(ran)
 		return nil
 	}))
-	if err != nil {
-		s.endOwed(o, r, cause)
+	if err == nil {
+		select {
+		case <-ran:
+			return
+		case <-s.done: // ListenAndServe has returned: the loops are gone
+		}
 	}
+	s.endOwed(o, r, cause)
 }
 
 // endOwed stops taking frames, gives back what was never written, and
 // finishes the session: the close is counted and logged, and the handler
 // told, with reason r if it is not Open (else the peer's half-close).
 func (s *Server) endOwed(o *owed, r session.Reason, cause error) {
+	if !o.finished.CompareAndSwap(false, true) {
+		return // ended already, by the loop or after it
+	}
 	s.handOffs.mu.Lock()
 	delete(s.handOffs.owed, o.c)
 	s.handOffs.mu.Unlock()

@@ -513,6 +513,10 @@ func TestWorkShutdown(t *testing.T) {
 					if err := <-stopped; !errors.Is(err, context.DeadlineExceeded) {
 						t.Errorf("Shutdown returned %v, want the deadline", err)
 					}
+					// Counted, though the loops stopped meanwhile.
+					if st := srv.Stats(); st.Closes[session.ServerStopping] != 1 || st.ConnsOpen != 0 {
+						t.Errorf("after the cut: closes %v, %d open; want one shutdown close, none open", st.Closes, st.ConnsOpen)
+					}
 					return
 				}
 				if err != nil || string(got) != "one\ntwo\nthree\n" {
