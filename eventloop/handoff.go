@@ -271,6 +271,9 @@ func (s *Server) finishHandOff(h *handOff, data []byte) {
 	delete(s.handOffs.conns, h)
 	s.handOffs.mu.Unlock()
 	if nc != nil {
+		if r.Abandons() || r == session.ServerStopping {
+			session.ResetOnClose(nc) // given up on, or cut off by Shutdown's deadline
+		}
 		nc.Close()
 	}
 	if h.owed != nil {
@@ -371,6 +374,7 @@ func (s *Server) cutHandOffs() {
 	for h := range s.handOffs.conns {
 		h.done = true
 		if h.nc != nil {
+			session.ResetOnClose(h.nc)
 			h.nc.Close()
 		}
 		if h.owed != nil {

@@ -232,8 +232,8 @@ func (a asyncConn) ID() uint64 { return a.c.ID() }
 // idle timeout (no reply written for that long) end the wait early. It
 // returns the error serve closes with: eof when the handler closed, nil
 // when a reason was recorded.
-func (c *conn) awaitOwed(hc handlers.Finisher, eof error) error {
-	hc.Finish(asyncConn{c})
+func (c *conn) awaitOwed(eof error) error {
+	c.srv.finisher.Finish(asyncConn{c})
 	var idle <-chan time.Time
 	var timer *time.Timer
 	if d := c.srv.opts.IdleTimeout; d > 0 {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"time"
+
+	"echoloop/eventloop/session"
 )
 
 // closeNow ends a connection at once: the close is recorded, the socket
@@ -14,9 +16,7 @@ import (
 func (c *conn) closeNow(ioErr error) {
 	c.record(ioErr)
 	if c.Closing().Abandons() {
-		if tc, ok := c.nc.(interface{ SetLinger(int) error }); ok {
-			_ = tc.SetLinger(0) // the close resets: see Reason.Abandons
-		}
+		session.ResetOnClose(c.nc)
 	}
 	_ = c.nc.Close()
 	c.writers.Wait() // its write fails at once on the closed socket

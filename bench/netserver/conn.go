@@ -170,8 +170,8 @@ func (c *conn) serve() {
 			if c.Tracing() && errors.Is(err, io.EOF) {
 				c.traceEOF()
 			}
-			if hc, ok := s.opts.Handler.(handlers.Finisher); ok && errors.Is(err, io.EOF) {
-				ioErr = c.awaitOwed(hc, err)
+			if s.finisher != nil && errors.Is(err, io.EOF) {
+				ioErr = c.awaitOwed(err)
 				break
 			}
 			ioErr = c.readFailed(err)
@@ -180,8 +180,8 @@ func (c *conn) serve() {
 	}
 	if c.stopReq.Load() && c.Closing() == session.Open && ioErr == nil {
 		ioErr = c.drain()
-		if hc, ok := s.opts.Handler.(handlers.Finisher); ok && ioErr == nil && c.Closing() == session.Open {
-			ioErr = c.awaitOwed(hc, nil) // the replies to what was drained
+		if s.finisher != nil && ioErr == nil && c.Closing() == session.Open {
+			ioErr = c.awaitOwed(nil) // the replies to what was drained
 		}
 		c.CloseFor(session.ServerStopping, nil)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"echoloop/eventloop/session"
+	"echoloop/handlers"
 )
 
 var (
@@ -63,7 +64,8 @@ type Server struct {
 	log       zerolog.Logger
 	rejectLog zerolog.Logger
 	counters  session.Counters
-	shared    session.Shared // what every connection's session refers to
+	shared    session.Shared    // what every connection's session refers to
+	finisher  handlers.Finisher // the handler, if it may owe replies after the last frame
 
 	reclaim  session.Reclaimer // gives memory back after bursts
 	started  atomic.Bool
@@ -122,6 +124,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.frameLimit = min(opts.Codec.MaxPayload(), session.MaxBuffer) + frameOverhead
 	s.shared = session.Shared{Config: &s.opts.Config, Counters: &s.counters, Log: &s.log}
+	s.finisher, _ = s.opts.Handler.(handlers.Finisher)
 	return s, nil
 }
 
@@ -283,6 +286,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		for c := range s.conns {
 			c.forced.Store(true)
+			session.ResetOnClose(c.nc) // its replies are abandoned
 			_ = c.nc.Close()
 			c.poke()
 		}

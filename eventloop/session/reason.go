@@ -127,6 +127,16 @@ func (r Reason) Abandons() bool {
 	return r == SlowConsumer || r == MemoryLimit
 }
 
+// ResetOnClose makes nc's Close reset the connection, for a close that
+// abandons the replies the peer has not read (see Abandons; the shutdown
+// deadline's forced closes are such closes too). A net.Conn that cannot
+// set SO_LINGER is left as it is.
+func ResetOnClose(nc net.Conn) {
+	if l, ok := nc.(interface{ SetLinger(sec int) error }); ok {
+		_ = l.SetLinger(0)
+	}
+}
+
 // ReasonFor classifies the error that ended a connection's I/O. nil and EOF
 // are a peer close; a reset or broken pipe is Reset; a closed socket is
 // ServerStopping (only the server closes its own sockets); anything else is
