@@ -136,6 +136,8 @@ func (a *acceptor) loop() {
 			continue
 		}
 		backoff.Succeeded()
+		// Failing, it leaves the kernel's own bound: the send buffer.
+		_ = session.LimitUnsent(nc)
 		if burst.Add(1) >= burstMin {
 			reclaim.Reset(burstQuiet)
 		}

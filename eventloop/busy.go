@@ -432,10 +432,10 @@ func (l *loopState) checkBusy() {
 
 // checkSendQueue notes whether the peer took any of c's replies since the
 // last check. The replies the server wrote wait in two places: gnet's
-// outbound buffer and, before that, the kernel's send queue, which grows to
-// megabytes; a peer that stops reading can leave everything in the latter,
-// so the write timeout watches what the peer acknowledges, not only what
-// gnet holds.
+// outbound buffer and, before that, the kernel's send queue (in flight, and
+// up to session.UnsentLimit unsent); a peer that stops reading can leave
+// all of them in the latter, so the write timeout watches what the peer
+// acknowledges, not only what gnet holds.
 func (l *loopState) checkSendQueue(c *conn, now int64) {
 	e := c.ext
 	pending := c.gc.OutboundBuffered()

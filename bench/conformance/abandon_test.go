@@ -3,12 +3,17 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"echoloop/bench/servertest"
+	"echoloop/eventloop/frame"
 	"echoloop/eventloop/session"
 	"echoloop/handlers"
 )
@@ -86,4 +91,87 @@ func TestAttackSlowConsumerIsReset(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestAttackSlowReaderKernelQueue: a client that sends frames and never
+// reads its replies cannot make the server's kernel keep megabytes of them.
+// Without session.UnsentLimit, Linux grew the server socket's send queue
+// to about 4 MB for such a client (200 of them held 800 MB and put every
+// connection on the machine under TCP memory pressure); with it, the
+// replies beyond in flight plus the limit wait in the server, where
+// MaxPending and the memory budget count them. The client's receive
+// buffer is small, so that little is in flight. The server's send queue is
+// read from /proc/net/tcp while the client sends 1 MiB that the server
+// echoes whole; it must never pass the limit by more than one write's
+// overshoot (the kernel checks the limit before each 64 KiB segment it
+// builds).
+func TestAttackSlowReaderKernelQueue(t *testing.T) {
+	const (
+		total = 1 << 20
+		size  = 16 << 10
+		bound = session.UnsentLimit + 64<<10 + 16<<10 // limit, one segment, the window
+	)
+	eachModel(t, func(t *testing.T, m string) {
+		srv, _ := startLogged(t, m, session.Config{Codec: frame.Length{}, MaxPending: 4 << 20})
+		conn := servertest.Dial(t, srv.Addr())
+		_ = conn.SetReadBuffer(4 << 10)
+		payload := bytes.Repeat([]byte{'q'}, size)
+		var stream []byte
+		for len(stream) < total {
+			stream, _ = frame.Length{}.Append(stream, payload)
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(servertest.IOTimeout))
+		go func() { _, _ = conn.Write(stream) }() // ends when the test closes conn
+		local := conn.LocalAddr().(*net.TCPAddr).Port
+		server := srv.Addr().(*net.TCPAddr).Port
+
+		// Sample until the server has taken all it will: nothing read and
+		// nothing sent for 50 samples in a row (with the limit, the
+		// goroutine model stops reading once its write blocks; without
+		// it, both models read and echo all of it).
+		var peak, last, lastIn int64
+		still := 0
+		servertest.Until(t, 20*time.Second, "the server to stop taking the client's frames", func() (bool, string) {
+			q, err := sendQueue(server, local)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q > bound {
+				t.Fatalf("the server's kernel holds %d bytes of replies for a client that does not read; want at most %d", q, bound)
+			}
+			peak = max(peak, q)
+			in := srv.Stats().BytesIn
+			if q == last && in == lastIn && q > 0 {
+				still++
+			} else {
+				still = 0
+			}
+			last, lastIn = q, in
+			time.Sleep(2 * time.Millisecond) // pace the samples; the bound above is the check
+			return still >= 50, fmt.Sprintf("send queue %d, server read %d of %d", q, in, len(stream))
+		})
+		t.Logf("server's send queue peaked at %d bytes; it read %d of %d", peak, srv.Stats().BytesIn, len(stream))
+	})
+}
+
+// sendQueue reads /proc/net/tcp for the bytes queued in the send queue of
+// the IPv4 socket with local port local and remote port remote (written by
+// the application, not yet acknowledged by the peer: on loopback, the
+// unsent ones).
+func sendQueue(local, remote int) (int64, error) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, err
+	}
+	want := fmt.Sprintf(":%04X", local)
+	peer := fmt.Sprintf(":%04X", remote)
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasSuffix(f[1], want) || !strings.HasSuffix(f[2], peer) {
+			continue
+		}
+		tx, _, _ := strings.Cut(f[4], ":")
+		return strconv.ParseInt(tx, 16, 64)
+	}
+	return 0, fmt.Errorf("no socket from port %d to port %d in /proc/net/tcp", local, remote)
 }

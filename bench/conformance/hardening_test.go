@@ -227,8 +227,10 @@ func TestShutdownDeadline(t *testing.T) {
 			}
 		}()
 		// Earlier, a shutdown could find the connection momentarily drained,
-		// which is correct but not what this test is about.
-		waitStuck(t, srv, 1<<20)
+		// which is correct but not what this test is about. The goroutine
+		// model stops reading once the kernel holds session.UnsentLimit
+		// of its replies.
+		waitStuck(t, srv, session.UnsentLimit)
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {

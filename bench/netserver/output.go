@@ -12,8 +12,8 @@ import (
 // The output watch extends the write timeout to replies the kernel holds.
 //
 // A write(2) returns as soon as the kernel has taken the bytes into the
-// socket's send buffer, which Linux autotunes up to 4 MiB: a peer that
-// never reads can leave megabytes of replies there while the connection's
+// socket's send queue (in flight, and up to session.UnsentLimit unsent): a
+// peer that never reads can leave replies there while the connection's
 // goroutine waits for more input, and no write ever blocks for writeAll's
 // deadline to catch it. Those bytes are pending replies all the same, and
 // their progress is the peer's acknowledgements. So, when WriteTimeout is

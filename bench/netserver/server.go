@@ -220,6 +220,8 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			return fmt.Errorf("netserver: accept: %w", err)
 		}
 		backoff.Succeeded()
+		// Failing, it leaves the kernel's own bound: the send buffer.
+		_ = session.LimitUnsent(nc)
 		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.stopping.Load() {

@@ -22,6 +22,16 @@ const (
 	DefaultLingerBytes  = 64 << 10
 )
 
+// UnsentLimit is the most reply bytes the kernel keeps unsent for one
+// connection beyond those in flight, that is, not yet sent because the
+// peer's receive window is full (see LimitUnsent). Without it Linux lets
+// the send buffer autotune to tcp_wmem's maximum, 4 MiB by default, for a
+// peer that never reads: 200 such peers held 800 MB of kernel memory,
+// enough to put every connection on the machine under TCP memory pressure.
+// A peer that reads keeps its unsent queue near empty, so the cap costs it
+// nothing; autotuning of what is in flight is untouched.
+const UnsentLimit = 128 << 10
+
 // MaxBuffer bounds MaxPending and a codec's largest frame: what one
 // connection may make the server buffer stays well inside 32 bits.
 const MaxBuffer = 1 << 30
@@ -93,8 +103,8 @@ type Config struct {
 
 	// WriteTimeout closes, as SlowConsumer, a connection whose peer takes
 	// none of its pending replies for this long, wherever they wait: in the
-	// server's buffers, or in the kernel's send queue (which Linux grows to
-	// megabytes, so a peer that stops reading may leave every reply there).
+	// server's buffers, or in the kernel's send queue (in flight, or
+	// unsent up to UnsentLimit).
 	// Zero means no write timeout.
 	WriteTimeout time.Duration
 

@@ -1,7 +1,9 @@
 package session
 
 import (
+	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,4 +28,26 @@ func UnsentBytes(fd int) (int, error) {
 		return 0, os.NewSyscallError("ioctl SIOCOUTQ", err)
 	}
 	return n, nil
+}
+
+// LimitUnsent caps, at UnsentLimit, the replies the kernel keeps unsent in
+// nc's send queue (TCP_NOTSENT_LOWAT): past it, write(2) takes no more and
+// the replies wait in the server, where MaxPending and the memory budget
+// count them. Both models set it on every connection they accept.
+func LimitUnsent(nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, UnsentLimit)
+	}); err != nil {
+		return err
+	}
+	return os.NewSyscallError("setsockopt TCP_NOTSENT_LOWAT", serr)
 }
