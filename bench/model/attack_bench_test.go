@@ -254,7 +254,9 @@ func benchBystander(b *testing.B, start startFunc, m string, stream bool) {
 // replaced. The normal clients go on until every slow reader is gone and
 // they have made at least b.N round trips in all, so the run covers the
 // whole attack whatever b.N is (and ns/op is the wall time over the round
-// trips made). It reports the normal clients' median, p99.9 and max round
+// trips made). The slow readers run in a child process of their own (see
+// startFlooders), on the clients' CPU under proc=pinned. It reports the
+// normal clients' median, p99.9 and max round
 // trip in ms (targets for the last two: 20 and 100), the slow readers the
 // server closed as slow consumers (slow-closed, of 200), the seconds from
 // their first dial to the last one's end (attack-s), and, as Bystander
@@ -286,34 +288,17 @@ func benchSlowReadersBeside(b *testing.B, start startFunc, m string) {
 		normal[i] = servertest.Dial(b, srv.Addr())
 	}
 
-	flood := floodOf(codec, 16<<10, 16)
-	stop := make(chan struct{})
-	var slowWG sync.WaitGroup
-	// Stop the slow readers on the way out, a Fatal's included.
-	defer func() { close(stop); slowWG.Wait() }()
-	var dialed, left atomic.Int64 // left: slow readers not yet gone
-	var lastGone atomic.Int64     // UnixNano of the last slow reader's end
-	left.Store(slowN)
+	// The slow readers run in a child process: sharing this one's
+	// scheduler, their 200 goroutines, always runnable while the event
+	// loop reads them, kept the normal clients' goroutines waiting in the
+	// run queue for up to 100 ms, the load generator's delay and not the
+	// server's. Under proc=pinned the child inherits this process's CPU.
+	flooders := startFlooders(b, srv.Addr(), slowN, 16<<10, deadline)
 	t0 := time.Now()
-	for range slowN {
-		slowWG.Go(func() {
-			defer func() {
-				lastGone.Store(time.Now().UnixNano())
-				left.Add(-1)
-			}()
-			c, err := net.DialTimeout("tcp", srv.Addr().String(), servertest.IOTimeout)
-			if err != nil {
-				b.Errorf("slow reader dial: %v", err)
-				return
-			}
-			defer c.Close()
-			dialed.Add(1)
-			if !floodUntilClosed(c, flood, stop, deadline) {
-				b.Errorf("a slow reader was still open at the time limit")
-			}
-		})
+	if err := flooders.send("go"); err != nil {
+		b.Fatal(err)
 	}
-	servertest.Eventually(b, "every slow reader connected", func() bool { return dialed.Load() == slowN })
+	servertest.Eventually(b, "every slow reader connected", func() bool { return flooders.dialed.Load() == slowN })
 
 	req, _ := codec.Append(nil, bytes.Repeat([]byte("n"), 64))
 	lat := make([][]time.Duration, normalN)
@@ -325,7 +310,7 @@ func benchSlowReadersBeside(b *testing.B, start startFunc, m string) {
 		wg.Go(func() {
 			reply := make([]byte, len(req))
 			_ = c.SetDeadline(deadline.Add(5 * time.Second))
-			for rtts.Load() < int64(b.N) || left.Load() > 0 {
+			for rtts.Load() < int64(b.N) || flooders.gone.Load() < slowN {
 				if time.Now().After(deadline) {
 					b.Errorf("normal client %d stopped at the time limit after %d round trips", i, len(lat[i]))
 					return
@@ -361,7 +346,7 @@ func benchSlowReadersBeside(b *testing.B, start startFunc, m string) {
 	b.ReportMetric(millis(quantile(all, 0.999)), "p999-ms")
 	b.ReportMetric(millis(quantile(all, 1)), "max-ms")
 	b.ReportMetric(float64(st.Closes[session.SlowConsumer]), "slow-closed")
-	b.ReportMetric(time.Duration(lastGone.Load()-t0.UnixNano()).Seconds(), "attack-s")
+	b.ReportMetric(time.Duration(flooders.lastGone.Load()-t0.UnixNano()).Seconds(), "attack-s")
 	if other := otherCloses(st, session.SlowConsumer); len(other) > 0 {
 		b.Logf("closes other than slow consumer: %v", other)
 	}

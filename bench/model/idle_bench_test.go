@@ -25,7 +25,8 @@ import (
 // TestMain lets the test binary double as the connection holder for
 // BenchmarkIdleConns (one process cannot hold both ends of 19,000
 // connections under a 20,000 descriptor limit), and as the chat clients of
-// BenchmarkBroadcast (so the server's CPU time is measured alone). It
+// BenchmarkBroadcast (so the server's CPU time is measured alone), and as
+// the slow readers of BenchmarkSlowReadersBeside (see startFlooders). It
 // removes the echoloop binary the proc=pinned benchmarks built.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("ECHOLOOP_HOLD"); spec != "" {
@@ -33,6 +34,9 @@ func TestMain(m *testing.M) {
 	}
 	if spec := os.Getenv("ECHOLOOP_CHAT"); spec != "" {
 		os.Exit(chatClients(spec))
+	}
+	if spec := os.Getenv("ECHOLOOP_FLOOD"); spec != "" {
+		os.Exit(floodConns(spec))
 	}
 	code := m.Run()
 	if echoloopDir != "" {
