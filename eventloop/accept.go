@@ -47,7 +47,7 @@ const (
 
 // While the open connections grow, the acceptor starts a collection each
 // time they have grown by 1/growthStep (and at least burstMin) since the
-// last one. Each hand-off leaves about 800 bytes of garbage (package net's
+// last one. Each enrollment leaves about 800 bytes of garbage (package net's
 // netFD, Enroll's channels and closures, the remote address resolved
 // again), much of it in the size classes of what every connection keeps
 // (its addresses, gnet's boxed safe context, our conn). The collector
@@ -69,7 +69,7 @@ type acceptor struct {
 	done chan struct{} // closed when the engine has stopped: stop waiting on it
 
 	enrolling  chan (<-chan gnet.RegisteredResult) // results not yet seen
-	collecting atomic.Bool                         // a collection started by loop runs; set only by loop
+	collecting atomic.Bool                         // a collection started by loop runs; set by loop, cleared by collect
 	wg         sync.WaitGroup
 }
 
@@ -104,7 +104,7 @@ func (a *acceptor) loop() {
 	defer close(a.enrolling)
 	s := a.s
 	var backoff session.AcceptBackoff
-	// After a burst of accepts, collect what the hand-offs left behind
+	// After a burst of accepts, collect what the enrollments left behind
 	// and give the pages back, once the burst has been over for
 	// burstQuiet: otherwise a quiet server keeps the burst's garbage in
 	// its resident size until the collector next runs, which on an idle
@@ -113,8 +113,7 @@ func (a *acceptor) loop() {
 	var burst atomic.Int64
 	reclaim := time.AfterFunc(time.Hour, func() {
 		if burst.Swap(0) >= burstMin {
-			runtime.GC()
-			debug.FreeOSMemory()
+			debug.FreeOSMemory() // collects first
 		}
 	})
 	reclaim.Stop()

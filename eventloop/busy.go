@@ -489,12 +489,13 @@ func (l *loopState) watchWrites(now int64) {
 		if c.ext != nil {
 			continue // busy: checkBusy watches it
 		}
-		// Most peers have taken their replies by now: one system call
-		// tells, where sendQueue makes two.
+		// Most peers have taken their replies by now: the send queue
+		// alone tells, and only those still holding some cost a second
+		// system call.
 		if unsent, err := session.UnsentBytes(c.gc.Fd()); err != nil || unsent == 0 {
 			continue
 		}
-		if acked, unsent, err := sendQueue(c.gc.Fd(), &l.tcpInfo); err == nil && unsent > 0 {
+		if acked, err := bytesAcked(c.gc.Fd(), &l.tcpInfo); err == nil {
 			c.wrote = -1
 			l.watched = append(l.watched, sendWatch{c: c, acked: acked, progress: now})
 		}

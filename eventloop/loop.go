@@ -229,8 +229,12 @@ func (l *loopState) drain(force bool) {
 		switch {
 		case force:
 			l.closeFor(c, session.ServerStopping)
+		case c.ext != nil && c.ext.finishing:
+			// Told already: the handler closes it.
 		case !l.drained(c):
-		case l.srv.finisher != nil:
+		case l.srv.finisher != nil && (c.ext == nil || !c.ext.header):
+			// (One still awaiting its PROXY header never opened: the
+			// handler has nothing to finish, and it closes below.)
 			// The handler may still owe replies to what was drained: it
 			// closes c once they are sent (see asyncConn.Close).
 			if e := l.extend(c); !e.finishing {

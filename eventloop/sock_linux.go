@@ -25,16 +25,24 @@ func bytesWritten(fd int) (int64, error) {
 // the caller's scratch space (x/sys's GetsockoptTCPInfo allocates one per
 // call, and the sweep calls this for every connection written to).
 func sendQueue(fd int, info *tcpInfo) (acked int64, queued int, err error) {
+	if acked, err = bytesAcked(fd, info); err != nil {
+		return 0, 0, err
+	}
+	if queued, err = session.UnsentBytes(fd); err != nil {
+		return 0, 0, err
+	}
+	return acked, queued, nil
+}
+
+// bytesAcked returns how many bytes the peer has acknowledged so far
+// (TCP_INFO), for a caller that has asked the send queue already.
+func bytesAcked(fd int, info *tcpInfo) (int64, error) {
 	size := uint32(unsafe.Sizeof(*info))
 	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_INFO,
 		uintptr(unsafe.Pointer(info)), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
-		return 0, 0, os.NewSyscallError("getsockopt TCP_INFO", e)
+		return 0, os.NewSyscallError("getsockopt TCP_INFO", e)
 	}
-	queued, err = session.UnsentBytes(fd)
-	if err != nil {
-		return 0, 0, err
-	}
-	return int64(info.Bytes_acked), queued, nil
+	return int64(info.Bytes_acked), nil
 }
 
 // tcpInfo is the kernel's TCP_INFO.

@@ -50,7 +50,7 @@ func (t tracingHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	e := c.ext
 	if e != nil && e.header {
 		// Still awaiting its PROXY header: no stream yet, nothing to show.
-		tr.read = session.Read{Sizes: tr.read.Sizes[:0]}
+		tr.read.Reset()
 		return action
 	}
 	if e != nil {

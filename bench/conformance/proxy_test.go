@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +62,9 @@ func startProxy(t *testing.T, m string, mode proxyproto.Mode, trust string, cfg 
 		t.Fatal(err)
 	}
 	ps := proxyServer{rec: new(addrRecorder), logs: new(servertest.LogBuffer)}
-	cfg.Handler = ps.rec
+	if cfg.Handler == nil {
+		cfg.Handler = ps.rec
+	}
 	cfg.Logger = zerolog.New(io.MultiWriter(ps.logs, zerolog.NewTestWriter(t))).Level(zerolog.DebugLevel)
 	cfg.Proxy = proxyproto.Config{Mode: mode, Trust: tr}
 	ps.Server = servertest.Start(t, model.Options{Model: m, Config: cfg})
@@ -309,10 +312,12 @@ func TestProxyEmptyConnection(t *testing.T) {
 }
 
 // Shutdown does not wait for a header that is on its way: the connection is
-// closed as the server stops.
+// closed as the server stops. A handler that is a Finisher is not told of
+// it: it never opened, so the handler has nothing to finish.
 func TestProxyShutdownAwaitingHeader(t *testing.T) {
 	eachModel(t, func(t *testing.T, m string) {
-		ps := startProxy(t, m, proxyproto.Any, "127.0.0.1", session.Config{})
+		fin := new(countFinish)
+		ps := startProxy(t, m, proxyproto.Any, "127.0.0.1", session.Config{Handler: fin})
 		conn := servertest.Dial(t, ps.Addr())
 		if _, err := conn.Write([]byte("PROXY TCP4 ")); err != nil {
 			t.Fatal(err)
@@ -330,7 +335,20 @@ func TestProxyShutdownAwaitingHeader(t *testing.T) {
 		if st := ps.Stats(); st.PartialFrames != 0 || st.MemoryHeld != 0 {
 			t.Errorf("%d partial frames, %d bytes held", st.PartialFrames, st.MemoryHeld)
 		}
+		if n := fin.finished.Load(); n != 0 {
+			t.Errorf("the handler was told to finish %d connections that never opened", n)
+		}
 	})
+}
+
+// countFinish echoes, and counts the connections it is told to finish
+// (closing each at once).
+type countFinish struct{ finished atomic.Int64 }
+
+func (*countFinish) ServeFrame(c handlers.Conn, f []byte) { _ = c.Reply(f) }
+func (h *countFinish) Finish(c handlers.AsyncConn) {
+	h.finished.Add(1)
+	_ = c.Close()
 }
 
 func TestProxyConfig(t *testing.T) {

@@ -85,8 +85,8 @@ func (r *Read) Wrote(n int) {
 	r.Writes++
 }
 
-// reset empties r for the next read, keeping Sizes' array.
-func (r *Read) reset() { *r = Read{Sizes: r.Sizes[:0]} }
+// Reset empties r for the next read, keeping Sizes' array.
+func (r *Read) Reset() { *r = Read{Sizes: r.Sizes[:0]} }
 
 // A Recorder is a model's connection while tracing is on: it keeps the Read
 // of the read being served, or returns nil when none is (a greeting from
@@ -117,5 +117,5 @@ func (s *Session) TraceRead(c handlers.Conn, r *Read) {
 		r.Conn, r.Remote = s.id, c.RemoteAddr()
 		s.sh.Config.Tracer.TraceRead(r)
 	}
-	r.reset()
+	r.Reset()
 }
