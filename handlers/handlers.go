@@ -143,8 +143,9 @@ type ConnObserver interface {
 // Sends, reading nothing more, until the handler calls c.Close after its
 // last one; then it writes what was sent and closes. The usual limits still
 // end it early: MaxPending and the write timeout (slow consumer), the idle
-// timeout counted from the EOF or the last reply written (idle), and
-// Shutdown's deadline.
+// timeout counted from the EOF or the last reply written (idle; the
+// goroutine model looks at its timer once a timeout, so the close comes
+// between one and two timeouts after that), and Shutdown's deadline.
 //
 // Finish runs at most once per connection, on the goroutine serving it,
 // after its last ServeFrame; CloseConn runs after the handler's Close.

@@ -2,6 +2,8 @@ package conformance
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -25,9 +27,14 @@ import (
 // replies, which the client's closed window never lets through: the
 // client's side would stay open (established, or after its own half-close
 // FIN-WAIT-2), and the server's kernel would keep the replies and retry for
-// minutes. The work case half-closes after its
-// frames, so that on the event loop the replies the handler still owes are
-// being written on a hand-off when the server gives up on them.
+// minutes.
+//
+// Only the half-closed case needs the server's reset: in the echo case the
+// server closes with the client's input still unread, and the kernel resets
+// for that whatever the close asked. It stays as the common case of the
+// attack. In the work case the client half-closes after its frames, so
+// that on the event loop the replies the handler still owes are being
+// written on a hand-off when the server gives up on them.
 func TestAttackSlowConsumerIsReset(t *testing.T) {
 	cases := []struct {
 		name      string
@@ -39,9 +46,9 @@ func TestAttackSlowConsumerIsReset(t *testing.T) {
 		{"echo", func() handlers.Handler { return handlers.Echo{} }, 1_000_000, 64, false},
 		// Work answers a connection's frames one at a time, 2 ms each, so
 		// most replies come after the EOF, and there are more of them than
-		// the kernel's buffers take in from a peer that does not read (a
-		// few MB here): on the event loop they are owed after the EOF, and
-		// written on a hand-off when the server gives up on them.
+		// the kernel's buffers take in from a peer that does not read: on
+		// the event loop they are owed after the EOF, and written on a
+		// hand-off when the server gives up on them.
 		{"work, half-closed", func() handlers.Handler {
 			h, _ := handlers.NewWork(handlers.WorkOptions{Work: 2 * time.Millisecond})
 			return h
@@ -53,8 +60,7 @@ func TestAttackSlowConsumerIsReset(t *testing.T) {
 				srv, _ := startLogged(t, m, session.Config{
 					Handler: tc.handler(), MaxPending: 64 << 10, WriteTimeout: 300 * time.Millisecond,
 				})
-				conn := servertest.Dial(t, srv.Addr())
-				_ = conn.SetReadBuffer(4 << 10)
+				conn := dialSmallWindow(t, srv.Addr()).(*net.TCPConn)
 				var stream []byte
 				for i := 0; len(stream) < tc.size; i++ {
 					line := fmt.Appendf(nil, "%08d frame from a peer that never reads its replies ", i)
@@ -65,7 +71,9 @@ func TestAttackSlowConsumerIsReset(t *testing.T) {
 				// would draw a reset from the server's kernel whatever the
 				// close did.
 				_ = conn.SetWriteDeadline(time.Now().Add(servertest.IOTimeout))
+				wrote := make(chan struct{})
 				go func() {
+					defer close(wrote)
 					if _, err := conn.Write(stream); err == nil && tc.halfClose {
 						_ = conn.CloseWrite()
 					}
@@ -74,22 +82,62 @@ func TestAttackSlowConsumerIsReset(t *testing.T) {
 					st := srv.Stats()
 					return st.Closes[session.SlowConsumer] == 1, fmt.Sprintf("closes %v, read %d bytes, %d frames in, %d out, %d conns open", st.Closes, st.BytesIn, st.FramesIn, st.FramesOut, st.ConnsOpen)
 				})
-				raw, err := conn.SyscallConn()
-				if err != nil {
-					t.Fatal(err)
-				}
-				servertest.Until(t, 10*time.Second, "the client's side to be reset without reading", func() (bool, string) {
-					var info *unix.TCPInfo
-					var ierr error
-					if err := raw.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || ierr != nil {
-						return false, fmt.Sprintf("TCP_INFO: %v %v", err, ierr)
-					}
-					// Closed: reset. A FIN queued behind the replies would
-					// leave it established (or, half-closed, in FIN-WAIT-2).
-					return info.State == unix.BPF_TCP_CLOSE, fmt.Sprintf("TCP state %d (7: closed)", info.State)
-				})
+				waitReset(t, conn)
+				<-wrote // the reset ends a write still blocked
 			})
 		}
+	})
+}
+
+// TestShutdownCutIsReset: a connection the shutdown deadline cuts off with
+// replies still unsent is reset, as a slow consumer's close is (see
+// TestAttackSlowConsumerIsReset). The client sends one frame, half-closes
+// and reads nothing; the handler answers it with 1.2 MB, more than the
+// kernel takes for a peer that does not read, so the server is still
+// writing when the deadline passes. Having read all the client's input, the
+// server's kernel would not reset on its own: without the reset the
+// client's side stayed in FIN-WAIT-2 on the goroutine model.
+func TestShutdownCutIsReset(t *testing.T) {
+	chunk := bytes.Repeat([]byte{'r'}, 60<<10)
+	flood := handlers.HandlerFunc(func(c handlers.Conn, _ []byte) {
+		for range 20 {
+			_ = c.Reply(chunk)
+		}
+	})
+	eachModel(t, func(t *testing.T, m string) {
+		srv, _ := startLogged(t, m, session.Config{Handler: flood})
+		conn := dialSmallWindow(t, srv.Addr()).(*net.TCPConn)
+		mustWrite(t, conn, "one\n")
+		if err := conn.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		servertest.Eventually(t, "the frame read", func() bool { return srv.Stats().FramesIn == 1 })
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want the deadline", err)
+		}
+		waitReset(t, conn)
+	})
+}
+
+// waitReset waits, without reading (which would open conn's window), until
+// the client's side of conn is closed: reset by the server. A FIN queued
+// behind replies the client never reads would leave it established (or,
+// after its own half-close, in FIN-WAIT-2).
+func waitReset(t *testing.T, conn *net.TCPConn) {
+	t.Helper()
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.Until(t, 10*time.Second, "the client's side to be reset without reading", func() (bool, string) {
+		var info *unix.TCPInfo
+		var ierr error
+		if err := raw.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || ierr != nil {
+			return false, fmt.Sprintf("TCP_INFO: %v %v", err, ierr)
+		}
+		return info.State == unix.BPF_TCP_CLOSE, fmt.Sprintf("TCP state %d (7: closed)", info.State)
 	})
 }
 
@@ -113,24 +161,26 @@ func TestAttackSlowReaderKernelQueue(t *testing.T) {
 	)
 	eachModel(t, func(t *testing.T, m string) {
 		srv, _ := startLogged(t, m, session.Config{Codec: frame.Length{}, MaxPending: 4 << 20})
-		conn := servertest.Dial(t, srv.Addr())
-		_ = conn.SetReadBuffer(4 << 10)
+		conn := dialSmallWindow(t, srv.Addr())
 		payload := bytes.Repeat([]byte{'q'}, size)
 		var stream []byte
 		for len(stream) < total {
 			stream, _ = frame.Length{}.Append(stream, payload)
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(servertest.IOTimeout))
-		go func() { _, _ = conn.Write(stream) }() // ends when the test closes conn
+		wrote := make(chan struct{})
+		go func() { defer close(wrote); _, _ = conn.Write(stream) }()
+		defer func() { conn.Close(); <-wrote }()
 		local := conn.LocalAddr().(*net.TCPAddr).Port
 		server := srv.Addr().(*net.TCPAddr).Port
 
 		// Sample until the server has taken all it will: nothing read and
-		// nothing sent for 50 samples in a row (with the limit, the
+		// nothing sent for 300ms, as waitStuck waits (with the limit, the
 		// goroutine model stops reading once its write blocks; without
-		// it, both models read and echo all of it).
+		// it, both models read and echo all of it). The bound is checked
+		// at every sample; when the sampling stops cannot make it fail.
 		var peak, last, lastIn int64
-		still := 0
+		changed := time.Now()
 		servertest.Until(t, 20*time.Second, "the server to stop taking the client's frames", func() (bool, string) {
 			q, err := sendQueue(server, local)
 			if err != nil {
@@ -140,15 +190,10 @@ func TestAttackSlowReaderKernelQueue(t *testing.T) {
 				t.Fatalf("the server's kernel holds %d bytes of replies for a client that does not read; want at most %d", q, bound)
 			}
 			peak = max(peak, q)
-			in := srv.Stats().BytesIn
-			if q == last && in == lastIn && q > 0 {
-				still++
-			} else {
-				still = 0
+			if in := srv.Stats().BytesIn; q != last || in != lastIn {
+				last, lastIn, changed = q, in, time.Now()
 			}
-			last, lastIn = q, in
-			time.Sleep(2 * time.Millisecond) // pace the samples; the bound above is the check
-			return still >= 50, fmt.Sprintf("send queue %d, server read %d of %d", q, in, len(stream))
+			return q > 0 && time.Since(changed) > 300*time.Millisecond, fmt.Sprintf("send queue %d, server read %d of %d", q, lastIn, len(stream))
 		})
 		t.Logf("server's send queue peaked at %d bytes; it read %d of %d", peak, srv.Stats().BytesIn, len(stream))
 	})

@@ -84,10 +84,10 @@ func TestAttackTrickle(t *testing.T) {
 
 // TestAttackWriteTimeout sends about 3.5 MB of small frames and never reads
 // a reply: less than the 4 MiB pending cap, so only the write timeout can
-// close it, as a slow consumer. The server's socket send buffer (autotuned up
-// to tcp_wmem's max, 4 MiB on Linux by default) can take in all of the
-// replies, so a server that watches only its own buffers never sees this
-// peer stall.
+// close it, as a slow consumer. Replies also wait in the server socket's
+// send queue (in flight, and up to session.UnsentLimit unsent; without that
+// cap Linux took in all of them), which a server that watches only its own
+// buffers never sees stall.
 func TestAttackWriteTimeout(t *testing.T) {
 	eachModel(t, func(t *testing.T, m string) {
 		srv, _ := startLogged(t, m, session.Config{WriteTimeout: 500 * time.Millisecond})

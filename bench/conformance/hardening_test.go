@@ -247,8 +247,9 @@ func TestShutdownDeadline(t *testing.T) {
 // partial one: every complete frame is answered, the partial one is dropped
 // and counted, and the server closes. The large case sends 6 MB before
 // reading anything, through a small receive window: more than the server's
-// socket send buffer (4 MB at most here), so the server still holds replies
-// when it sees the EOF.
+// socket takes for a peer that does not read (what is in flight and
+// session.UnsentLimit), so the server still holds replies when it sees the
+// EOF.
 func TestHalfClose(t *testing.T) {
 	cases := []struct {
 		name   string

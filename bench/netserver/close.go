@@ -15,7 +15,7 @@ import (
 // closeGracefully).
 func (c *conn) closeNow(ioErr error) {
 	c.record(ioErr)
-	if c.Closing().Abandons() {
+	if c.Closing().Abandons() || c.cutOff() {
 		session.ResetOnClose(c.nc)
 	}
 	_ = c.nc.Close()
@@ -68,7 +68,14 @@ func (c *conn) lingers(ioErr error) bool {
 	if ioErr != nil || c.srv.opts.LingerTime < 0 || !c.Closing().Lingers() {
 		return false
 	}
-	return !c.forced.Load() && !(c.stopReq.Load() && c.drainExpired())
+	return !c.cutOff()
+}
+
+// cutOff says whether Shutdown has cut c off: its deadline has passed, so
+// what c still owes its peer is abandoned. Shutdown's forced close resets
+// such connections too, but c's own deadline may close it first.
+func (c *conn) cutOff() bool {
+	return c.forced.Load() || c.stopReq.Load() && c.drainExpired()
 }
 
 // lingerBufferSize is the buffer a lingering connection discards input
