@@ -1,13 +1,17 @@
 package harness
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestPinProcess pins a child with threads of its own to one CPU and back.
@@ -53,4 +57,60 @@ func TestPinProcessHelper(t *testing.T) {
 		t.Skip("the child of TestPinProcess")
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// TestChildDiesWithParent: a server child outlives no benchmark. A helper
+// process starts a child the way StartServer does (a long sleep standing in
+// for the server) and exits without stopping it, as a benchmark killed
+// before its cleanups would; the child must end too.
+func TestChildDiesWithParent(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("needs taskset")
+	}
+	helper := exec.Command(os.Args[0], "-test.run=^TestChildDiesWithParentHelper$")
+	helper.Env = append(os.Environ(), "HARNESS_ORPHAN_HELPER=1")
+	out, err := helper.Output()
+	if err != nil {
+		t.Fatalf("helper: %v: %s", err, out)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(out)), "PASS")))
+	if err != nil {
+		t.Fatalf("helper printed %q, want the child's pid", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the child (pid %d) outlived the process that started it", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestChildDiesWithParentHelper is the helper of TestChildDiesWithParent:
+// it prints its child's pid and exits at once.
+func TestChildDiesWithParentHelper(t *testing.T) {
+	if os.Getenv("HARNESS_ORPHAN_HELPER") != "1" {
+		t.Skip("the helper of TestChildDiesWithParent")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := startChild(sleep, "0", nil, nil, "60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(c.pid())
+	os.Exit(0)
+}
+
+// alive says whether pid is a live process (not gone, not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
 }

@@ -36,7 +36,7 @@ func startChild(bin, cpus string, env []string, stdout io.Writer, args ...string
 	cmd := exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -27,7 +27,8 @@ import (
 // attackLimit, and latencies are exact quantiles of every sample. Clients
 // and server share this process and its CPUs, except in the proc=pinned
 // runs of the benchmarks that time clients beside an attack (see
-// forEachProc).
+// forEachProc), and SlowReadersBeside's slow readers, which run in a child
+// process of their own (see startFlooders).
 
 // attackLimit bounds the wall time of one run of an attack benchmark; a run
 // that reaches it stops early and says so in its log.

@@ -133,7 +133,8 @@ func startPinned(b *testing.B, bin, m string, cfg session.Config) attackServer {
 // (prefix-cpu-%), and how long its threads waited for a CPU while
 // runnable, in ms per second (prefix-wait-ms/s). With proc=in the one
 // process, "proc", is server and clients, waiting for each other or for
-// other processes. With proc=pinned the server ("srv") and the clients
+// other processes (a child process of attackers, such as
+// SlowReadersBeside's, is not counted). With proc=pinned the server ("srv") and the clients
 // ("cli") each have a CPU of their own: a process near 100% is the
 // bottleneck, and its wait is mostly time other processes on the machine
 // took from it, which the run's figures then measure as well.
@@ -231,7 +232,9 @@ func (s *pinnedServer) Stats() session.Stats {
 // (tcp-pressure-ms), when it prunes receive queues and drops segments, and
 // its retransmission timeouts (tcp-rtos), each a stall of 200ms or more. A
 // flood of clients that never read can put it there (each such connection
-// holds megabytes of socket buffers), and so can other work on the machine.
+// fills its socket buffers on both ends; the server's send side is capped at
+// session.UnsentLimit unsent, the rest is the clients'), and so can other
+// work on the machine.
 func reportTCP(b *testing.B) {
 	before, err := harness.TCPCounters()
 	if err != nil {
