@@ -38,7 +38,8 @@ type connExt struct {
 
 	pending   int   // gnet's pending output at the last check
 	header    bool  // awaiting a PROXY header, collected in `in`; see proxy.go
-	paused    bool  // over MaxPending: frames are not served until output drains to half
+	paused    bool  // output waits: frames are not served until it drains (see loopState.pauseAbove)
+	readOff   bool  // the loop has stopped reading c (see readSwitch)
 	evicted   bool  // closed for the memory budget: its pending output is dropped
 	lingering bool  // closing gracefully: see loopState.linger
 	finishing bool  // drained by a shutdown; the handler closes it (see loopState.drain)
@@ -72,7 +73,7 @@ func (l *loopState) release(c *conn, force bool) {
 	if e == nil {
 		return
 	}
-	if !force && (len(e.in) > 0 || e.header || e.paused || e.lingering || e.finishing || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
+	if !force && (len(e.in) > 0 || e.header || e.paused || e.readOff || e.lingering || e.finishing || e.unsent > 0 || c.gc.OutboundBuffered() > 0) {
 		return
 	}
 	if !force {
@@ -321,21 +322,53 @@ func (l *loopState) consume(c *conn, n int) {
 	e.in = e.in[:rest]
 }
 
-// pause stops serving c's frames until its pending output drains to half of
-// MaxPending; input arriving meanwhile is kept in c's input buffer, up to
-// MaxPending.
+// pause stops serving c's frames, and reading c where the loop can, until
+// its pending output drains to l.resumeAt; input arriving meanwhile is kept
+// in c's input buffer, up to MaxPending.
 func (l *loopState) pause(c *conn) {
 	e := l.extend(c)
 	if !e.paused {
 		e.paused = true
 		l.srv.fast.Add(1)
 	}
+	l.stopReading(c)
 }
 
 func (l *loopState) unpause(c *conn) {
 	if e := c.ext; e != nil && e.paused {
 		e.paused = false
 		l.srv.fast.Add(-1)
+		if !c.Paused() {
+			l.startReading(c)
+		}
+	}
+}
+
+// stopReading has the loop stop reading c, where it can (see readSwitch).
+// It asks the poller even when c.ext.readOff is set: gnet may have turned
+// reading back on since.
+func (l *loopState) stopReading(c *conn) {
+	if !l.canStop {
+		return
+	}
+	e := l.extend(c)
+	if err := l.reads.set(c.gc.Fd(), false, c.gc.OutboundBuffered() > 0); err == nil {
+		e.readOff = true
+	}
+}
+
+// startReading has the loop read c again after stopReading.
+func (l *loopState) startReading(c *conn) {
+	e := c.ext
+	if e == nil || !e.readOff {
+		return
+	}
+	e.readOff = false
+	if err := l.reads.set(c.gc.Fd(), true, c.gc.OutboundBuffered() > 0); err != nil {
+		// Not closed here: this may run inside c's own callback.
+		// The Wake's OnTraffic closes it.
+		c.CloseFor(session.IOError, err)
+		_ = c.gc.Wake(nil)
 	}
 }
 
@@ -358,6 +391,7 @@ func (l *loopState) linger(c *conn) (closeNow bool) {
 		return false
 	}
 	l.unpause(c)
+	l.startReading(c) // to discard what the peer still sends
 	putBuf(e.in)
 	e.in = nil
 	e.lingering = true
@@ -379,7 +413,7 @@ func (l *loopState) shutWrite(c *conn) {
 }
 
 // checkBusy is the sweep's pass over the busy connections: it resumes
-// paused ones whose output has drained to half the cap, closes those whose
+// paused ones whose output has drained (to l.resumeAt), closes those whose
 // output has made no progress for the write timeout, whose frame has taken
 // longer than the frame timeout, or whose lingering close is over, and
 // shuts down the sending side of lingering ones whose replies are out.
@@ -397,6 +431,11 @@ func (l *loopState) checkBusy() {
 		if opts.WriteTimeout > 0 {
 			l.checkSendQueue(c, now)
 		}
+		if e.readOff {
+			// Not idle: its peer's input waits for the loop, not the
+			// other way round. The write timeout watches it instead.
+			l.touch(c)
+		}
 		switch {
 		case e.lingering:
 			l.shutWrite(c)
@@ -404,7 +443,7 @@ func (l *loopState) checkBusy() {
 				_ = l.el.Close(c.gc)
 				continue
 			}
-		case e.paused && pending <= opts.MaxPending/2:
+		case e.paused && pending <= l.resumeAt:
 			l.unpause(c)
 			_ = c.gc.Wake(nil) // serve what was kept meanwhile
 		case e.header:

@@ -48,7 +48,11 @@ func (c *conn) write(out []byte) {
 	if len(out) == 0 {
 		return
 	}
+	held := c.gc.OutboundBuffered()
 	if _, err := c.gc.Write(out); err == nil {
+		if e := c.ext; e != nil && e.readOff && held == 0 && c.gc.OutboundBuffered() > 0 {
+			c.loop.stopReading(c) // gnet turned reading on as it began to buffer
+		}
 		c.CountWritten(len(out))
 		c.loop.noteWrite(c)
 		if c.loop.trace != nil {
@@ -117,8 +121,11 @@ func (a asyncConn) Resume() error {
 			return
 		}
 		c.Resume()
-		if !c.Paused() && c.ext != nil && len(c.ext.in) > 0 {
-			_ = c.gc.Wake(nil) // OnTraffic serves what was kept
+		if e := c.ext; !c.Paused() && e != nil && !e.paused {
+			c.loop.startReading(c)
+			if len(e.in) > 0 {
+				_ = c.gc.Wake(nil) // OnTraffic serves what was kept
+			}
 		}
 	})
 }

@@ -123,8 +123,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close // a big fan-out is written now; c was too slow or evicted
 	}
 	pending := gc.OutboundBuffered()
-	if c.Closing() == session.Open && pending > s.opts.MaxPending {
+	switch {
+	case c.Closing() != session.Open:
+	case pending > l.pauseAbove:
 		l.pause(c)
+	case c.Paused():
+		l.stopReading(c) // the handler paused it: see Session.Pause
 	}
 	// settle has nothing to do for a connection that holds nothing.
 	if (c.ext != nil || pending > 0) && l.settle(c, c) {
@@ -137,7 +141,6 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 // (paused), or discards them (lingering). served says whether replies may
 // be waiting in the loop's buffer to be written.
 func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) {
-	s := h.srv
 	l := c.loop
 	e := c.ext
 	switch {
@@ -155,7 +158,7 @@ func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) 
 	case c.Paused():
 		return h.keep(c, in), false // until the handler resumes it
 	case e != nil && e.paused:
-		if c.gc.OutboundBuffered() > s.opts.MaxPending/2 {
+		if c.gc.OutboundBuffered() > l.resumeAt {
 			return h.keep(c, in), false // the peer is still not reading its replies
 		}
 		l.unpause(c)
@@ -164,21 +167,30 @@ func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) 
 	return gnet.None, true
 }
 
-// keep holds in, unserved, while c is paused. gnet cannot stop reading, so
-// the input kept is bounded too: past MaxPending, c is closed as
-// SlowConsumer.
+// keep holds in, unserved, while c is paused, and stops reading c again.
+// The input kept is bounded: past MaxPending, c is closed as SlowConsumer.
+// Where the loop cannot stop reading, that bound is all there is. Where it
+// can, each read kept is one the loop made before it stopped, or after gnet
+// turned reading back on (see readSwitch), so a read is kept whole as long
+// as the input kept before it is within MaxPending: a single read of the
+// loop's buffer may be more than a small MaxPending.
 func (h *handler) keep(c *conn, in []byte) gnet.Action {
 	kept := 0
 	if c.ext != nil {
 		kept = len(c.ext.in)
 	}
-	if kept+len(in) > h.srv.opts.MaxPending {
+	over := kept+len(in) > h.srv.opts.MaxPending
+	if c.loop.canStop {
+		over = kept > h.srv.opts.MaxPending
+	}
+	if over {
 		c.CloseFor(session.SlowConsumer, nil)
 		return gnet.Close
 	}
 	if len(in) > 0 {
 		c.loop.stash(c, in)
 	}
+	c.loop.stopReading(c)
 	if c.loop.settle(c, c) {
 		return gnet.Close
 	}

@@ -32,6 +32,17 @@ type loopState struct {
 	watched   []sendWatch // idle conns whose replies wait in the kernel; see watchWrites
 	tcpInfo   tcpInfo     // scratch for sendQueue
 
+	// A connection whose output waits is paused (its frames are not
+	// served) once gnet holds more than pauseAbove bytes of it, and resumed
+	// once that is down to resumeAt. With the read switch, the loop stops
+	// reading it as well, and both are 0: the first reply the socket
+	// refuses pauses it, as a blocked write stops a goroutine. Without it
+	// the loop must go on reading, and they are MaxPending and half that.
+	reads      readSwitch
+	canStop    bool // reads works on this loop
+	pauseAbove int
+	resumeAt   int
+
 	proxied map[*conn]net.Addr // client addresses from PROXY headers; nil when the protocol is off
 
 	// copied counts the bytes copied into connections' input buffers: what
@@ -56,6 +67,10 @@ type loopState struct {
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 	l := &loopState{srv: s, el: el, now: s.ticks()}
+	l.reads, l.canStop = findReadSwitch(el, s.opts.EdgeTriggered)
+	if !l.canStop {
+		l.pauseAbove, l.resumeAt = s.opts.MaxPending, s.opts.MaxPending/2
+	}
 	if s.opts.IdleTimeout > 0 {
 		l.wheel = newWheel(int64(s.opts.IdleTimeout/s.tick)+1, l.now)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -219,4 +220,73 @@ func sendQueue(local, remote int) (int64, error) {
 		return strconv.ParseInt(tx, 16, 64)
 	}
 	return 0, fmt.Errorf("no socket from port %d to port %d in /proc/net/tcp", local, remote)
+}
+
+// TestAttackSlowReaderNotRead: a client that sends frames and reads no
+// replies must cost the server no more than its first stalled replies. The
+// server stops reading it once the socket refuses replies (the goroutine
+// model's write blocks; the event loop stops watching the socket for
+// input), so the client's further frames wait in the kernel and TCP stops
+// it, instead of the server reading, decoding and keeping all it sends
+// until a limit closes it (what the event loop did before: it read over
+// 2 × MaxPending and closed the client). Once the client reads, every reply
+// arrives, byte-exact: stopping loses nothing.
+func TestAttackSlowReaderNotRead(t *testing.T) {
+	const (
+		total      = 8 << 20
+		size       = 16 << 10
+		maxPending = 1 << 20
+	)
+	eachModel(t, func(t *testing.T, m string) {
+		srv, _ := startLogged(t, m, session.Config{Codec: frame.Length{}, MaxPending: maxPending})
+		conn := dialSmallWindow(t, srv.Addr())
+		payload := bytes.Repeat([]byte{'r'}, size)
+		var stream []byte
+		for len(stream) < total {
+			stream, _ = frame.Length{}.Append(stream, payload)
+		}
+		_ = conn.SetDeadline(time.Now().Add(servertest.IOTimeout))
+		wrote := make(chan struct{})
+		var werr error
+		go func() { defer close(wrote); _, werr = conn.Write(stream) }()
+		defer func() { conn.Close(); <-wrote }()
+
+		// Wait until the server has taken all it will: nothing more read
+		// for 300ms (as TestAttackSlowReaderKernelQueue waits).
+		var last int64
+		changed := time.Now()
+		servertest.Until(t, 20*time.Second, "the server to stop reading the client", func() (bool, string) {
+			select {
+			case <-wrote:
+				t.Fatalf("the client's write ended (err %v; closes %v): the server read %d of its %d bytes",
+					werr, srv.Stats().Closes, srv.Stats().BytesIn, len(stream))
+			default:
+			}
+			if in := srv.Stats().BytesIn; in != last {
+				last, changed = in, time.Now()
+			}
+			return last > 0 && time.Since(changed) > 300*time.Millisecond, fmt.Sprintf("server read %d of %d", last, len(stream))
+		})
+		st := srv.Stats()
+		t.Logf("the server read %d of %d bytes and stopped", st.BytesIn, len(stream))
+		if st.BytesIn > maxPending {
+			t.Errorf("the server read %d bytes from a client that reads nothing; want at most MaxPending, %d", st.BytesIn, maxPending)
+		}
+		if st.ConnsOpen != 1 {
+			t.Fatalf("the client was closed (%v); want it waiting for the client to read", st.Closes)
+		}
+
+		// The client reads: the server resumes, and every frame is echoed.
+		got := make([]byte, len(stream))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			t.Fatalf("reading the replies: %v (%d frames sent)", err, len(stream)/(size+4))
+		}
+		if !bytes.Equal(got, stream) {
+			t.Fatal("the replies differ from the frames sent")
+		}
+		<-wrote
+		if werr != nil {
+			t.Fatalf("writing the frames: %v", werr)
+		}
+	})
 }

@@ -275,6 +275,37 @@ func TestWorkOrder(t *testing.T) {
 	})
 }
 
+// TestWorkPausedFlood: a client pipelines 64 times max-pending of frames
+// to a work handler whose queue is full most of the time, so the handler
+// keeps its connection paused. The server stops reading it while paused,
+// and TCP slows the client; nothing is dropped and nothing is closed: every
+// frame is answered, in order. (The event loop used to keep reading a
+// paused connection, keeping its input up to max-pending, and closed it as
+// a slow consumer past that.)
+func TestWorkPausedFlood(t *testing.T) {
+	const (
+		maxPending = 16 << 10
+		size       = 1 << 10
+		frames     = 64 * maxPending / size
+	)
+	eachModel(t, func(t *testing.T, m string) {
+		h, err := handlers.NewWork(handlers.WorkOptions{Work: 20 * time.Microsecond, Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := servertest.Start(t, model.Options{Model: m, Config: session.Config{
+			Codec: frame.Length{}, Handler: h, MaxPending: maxPending,
+		}})
+		payloads := make([][]byte, frames)
+		for i := range payloads {
+			payloads[i] = fmt.Appendf(bytes.Repeat([]byte{'w'}, size), "%d", i)
+		}
+		if err := pipeline(servertest.Dial(t, srv.Addr()), frame.Length{}, payloads, nil); err != nil {
+			t.Fatalf("%v (closes %v)", err, srv.Stats().Closes)
+		}
+	})
+}
+
 // TestBlockOrder: the block handler answers in order, byte-exact, on both
 // models (on the event loop, one frame at a time for everyone).
 func TestBlockOrder(t *testing.T) {

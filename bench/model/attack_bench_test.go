@@ -260,7 +260,8 @@ func benchBystander(b *testing.B, start startFunc, m string, stream bool) {
 // normal clients' median, p99.9 and max round
 // trip in ms (targets for the last two: 20 and 100), the slow readers the
 // server closed as slow consumers (slow-closed, of 200), the seconds from
-// their first dial to the last one's end (attack-s), and, as Bystander
+// their first dial to the last one's end (attack-s), the bytes the server
+// read per slow reader (read-KiB/slow: what one costs it), and, as Bystander
 // does, the processes' CPU use and wait and TCP's memory pressure and
 // timeouts. proc=in runs the server in this process, proc=pinned as an
 // echoloop process on CPU 0 with the clients on CPU 1 (see forEachProc):
@@ -348,6 +349,7 @@ func benchSlowReadersBeside(b *testing.B, start startFunc, m string) {
 	b.ReportMetric(millis(quantile(all, 1)), "max-ms")
 	b.ReportMetric(float64(st.Closes[session.SlowConsumer]), "slow-closed")
 	b.ReportMetric(time.Duration(flooders.lastGone.Load()-t0.UnixNano()).Seconds(), "attack-s")
+	b.ReportMetric(float64(st.BytesIn)/slowN/1024, "read-KiB/slow")
 	if other := otherCloses(st, session.SlowConsumer); len(other) > 0 {
 		b.Logf("closes other than slow consumer: %v", other)
 	}

@@ -91,14 +91,18 @@ type Config struct {
 	IdleTimeout time.Duration
 
 	// MaxPending caps the reply bytes the server holds for one connection
-	// whose peer does not read. The event loop stops serving that
-	// connection's frames (they are kept) until its pending output falls
-	// to half the cap, and closes it as SlowConsumer if its kept input
+	// whose peer does not read. Both models stop reading such a peer once
+	// its socket refuses replies, and hold no more than one batch of them:
+	// the goroutine model's goroutine blocks in write(2), and the event
+	// loop stops watching the socket for input until its pending replies
+	// are written (on Linux, level-triggered; see eventloop's readSwitch).
+	// TCP flow control then stops the peer. The cap bounds what others
+	// send it (broadcast, work replies), and, where the event loop cannot
+	// stop reading, what it holds: it then stops serving the connection's
+	// frames (they are kept) once its pending output passes the cap, until
+	// it falls to half, and closes it as SlowConsumer if its kept input
 	// would pass the cap as well, so such a peer holds at most about twice
-	// MaxPending. At most MaxBuffer. The goroutine model holds no more than
-	// one batch of replies: its goroutine blocks in write(2) and stops
-	// reading, and TCP flow control stops the peer. Zero means
-	// DefaultMaxPending.
+	// MaxPending. At most MaxBuffer. Zero means DefaultMaxPending.
 	MaxPending int
 
 	// WriteTimeout closes, as SlowConsumer, a connection whose peer takes

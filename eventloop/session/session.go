@@ -293,7 +293,8 @@ func (s *Session) Closed(c handlers.Conn, remote net.Addr, ioErr error, partial 
 	if s.perIP {
 		s.sh.Counters.closedFrom(addrIP(remote))
 	}
-	s.sh.Counters.Closed(r, s.opened)
+	// Logged before it is counted: whoever sees the close in Stats finds
+	// its log line written.
 	if e := s.sh.Log.Debug(); e.Enabled() {
 		e = e.Uint64("conn", s.id).Stringer("remote", remote).Stringer("reason", r)
 		if cause != nil {
@@ -304,5 +305,6 @@ func (s *Session) Closed(c handlers.Conn, remote net.Addr, ioErr error, partial 
 		}
 		e.Msg("connection closed")
 	}
+	s.sh.Counters.Closed(r, s.opened)
 	return r
 }
