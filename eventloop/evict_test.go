@@ -1,7 +1,6 @@
 package eventloop
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,24 +27,9 @@ func TestEvictAcrossLoops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Loops: 2, Config: session.Config{
+	s := serve(t, Options{Loops: 2, Config: session.Config{
 		Addr: "127.0.0.1:0", Codec: codec, MaxMemory: budget, FrameTimeout: -1,
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.ListenAndServe() }()
-	<-s.Ready()
-	if s.Addr() == nil {
-		t.Fatalf("not listening: %v", <-served)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-served
-	}()
 
 	// partial sends the first n bytes of a frame of size bytes and waits
 	// until the server holds at least want bytes in all.

@@ -25,6 +25,8 @@ type Options struct {
 
 	// EdgeTriggered registers sockets edge-triggered: gnet then reads and
 	// writes each ready socket until EAGAIN, and no longer switches
-	// EPOLLOUT on and off as output backs up. Default off (level-triggered).
+	// EPOLLOUT on and off as output backs up, and the loop cannot stop
+	// reading a peer that does not read its replies (see readSwitch).
+	// Default off (level-triggered).
 	EdgeTriggered bool
 }

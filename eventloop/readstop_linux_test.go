@@ -2,10 +2,8 @@ package eventloop
 
 import (
 	"bufio"
-	"context"
 	"net"
 	"testing"
-	"time"
 
 	"echoloop/eventloop/frame"
 	"echoloop/eventloop/session"
@@ -16,22 +14,7 @@ import (
 // peers that do not read (see readSwitch), which only benchmarks and the
 // slow-reader conformance test would show.
 func TestReadSwitchFound(t *testing.T) {
-	s, err := New(Options{Loops: 2, Config: session.Config{Addr: "127.0.0.1:0", Codec: frame.Line{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.ListenAndServe() }()
-	<-s.Ready()
-	if s.Addr() == nil {
-		t.Fatalf("not listening: %v", <-served)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-served
-	}()
+	s := serve(t, Options{Loops: 2, Config: session.Config{Addr: "127.0.0.1:0", Codec: frame.Line{}}})
 	// A loop's state is made with its first connection; gnet gives the
 	// second connection to the other loop.
 	for range 2 {

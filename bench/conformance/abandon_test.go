@@ -163,11 +163,7 @@ func TestAttackSlowReaderKernelQueue(t *testing.T) {
 	eachModel(t, func(t *testing.T, m string) {
 		srv, _ := startLogged(t, m, session.Config{Codec: frame.Length{}, MaxPending: 4 << 20})
 		conn := dialSmallWindow(t, srv.Addr())
-		payload := bytes.Repeat([]byte{'q'}, size)
-		var stream []byte
-		for len(stream) < total {
-			stream, _ = frame.Length{}.Append(stream, payload)
-		}
+		stream := lengthFrames('q', size, total)
 		_ = conn.SetWriteDeadline(time.Now().Add(servertest.IOTimeout))
 		wrote := make(chan struct{})
 		go func() { defer close(wrote); _, _ = conn.Write(stream) }()
@@ -198,6 +194,17 @@ func TestAttackSlowReaderKernelQueue(t *testing.T) {
 		})
 		t.Logf("server's send queue peaked at %d bytes; it read %d of %d", peak, srv.Stats().BytesIn, len(stream))
 	})
+}
+
+// lengthFrames returns length frames of size bytes of b, at least total
+// bytes of them.
+func lengthFrames(b byte, size, total int) []byte {
+	payload := bytes.Repeat([]byte{b}, size)
+	var stream []byte
+	for len(stream) < total {
+		stream, _ = frame.Length{}.Append(stream, payload)
+	}
+	return stream
 }
 
 // sendQueue reads /proc/net/tcp for the bytes queued in the send queue of
@@ -240,11 +247,7 @@ func TestAttackSlowReaderNotRead(t *testing.T) {
 	eachModel(t, func(t *testing.T, m string) {
 		srv, _ := startLogged(t, m, session.Config{Codec: frame.Length{}, MaxPending: maxPending})
 		conn := dialSmallWindow(t, srv.Addr())
-		payload := bytes.Repeat([]byte{'r'}, size)
-		var stream []byte
-		for len(stream) < total {
-			stream, _ = frame.Length{}.Append(stream, payload)
-		}
+		stream := lengthFrames('r', size, total)
 		_ = conn.SetDeadline(time.Now().Add(servertest.IOTimeout))
 		wrote := make(chan struct{})
 		var werr error

@@ -119,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.perIP, "max-conns-per-ip", 0, "most connections served at once from one client IP (the PROXY header's, when on); 0 = no cap")
 	fs.BoolVar(&f.lockOS, "lock-os-thread", false, "gnet lever: pin each event loop to its own OS thread")
 	fs.Var(&f.readBuf, "read-buffer", "gnet lever: `bytes` one read takes per event loop (default 64KiB)")
-	fs.BoolVar(&f.edge, "edge-triggered", false, "gnet lever: edge-triggered epoll instead of level-triggered")
+	fs.BoolVar(&f.edge, "edge-triggered", false, "gnet lever: edge-triggered epoll instead of level-triggered (the loop then cannot stop reading a peer that does not read its replies)")
 	fs.BoolVar(&f.trace, "trace", false, fmt.Sprintf("log a line per read: the connection, the bytes that arrived, the frames they completed and their sizes, "+
 		"the bytes of a partial frame carried to the next read, the reply bytes and writes; at most %d lines at once, then %d a second "+
 		"(the next line written says how many were dropped); shown whatever -log-level", tracelog.DefaultBurst, tracelog.DefaultRate))
