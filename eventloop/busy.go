@@ -431,9 +431,12 @@ func (l *loopState) checkBusy() {
 		if opts.WriteTimeout > 0 {
 			l.checkSendQueue(c, now)
 		}
-		if e.readOff {
+		if e.readOff && e.paused {
 			// Not idle: its peer's input waits for the loop, not the
-			// other way round. The write timeout watches it instead.
+			// other way round, until its replies are written; the write
+			// timeout watches those. (One the handler paused stays under
+			// the idle timeout: a handler that never resumes it must not
+			// hold it for ever.)
 			l.touch(c)
 		}
 		switch {

@@ -171,9 +171,11 @@ func (h *handler) traffic(c *conn, in []byte) (action gnet.Action, served bool) 
 // The input kept is bounded: past MaxPending, c is closed as SlowConsumer.
 // Where the loop cannot stop reading, that bound is all there is. Where it
 // can, each read kept is one the loop made before it stopped, or after gnet
-// turned reading back on (see readSwitch), so a read is kept whole as long
-// as the input kept before it is within MaxPending: a single read of the
-// loop's buffer may be more than a small MaxPending.
+// wrote out c's replies and turned reading back on (see readSwitch), so a
+// read is kept whole as long as the input kept before it is within
+// MaxPending (a single read of the loop's buffer may be more than a small
+// MaxPending): c holds at most MaxPending plus one read per time its
+// stalled replies were written out while it stayed paused.
 func (h *handler) keep(c *conn, in []byte) gnet.Action {
 	kept := 0
 	if c.ext != nil {
@@ -181,7 +183,7 @@ func (h *handler) keep(c *conn, in []byte) gnet.Action {
 	}
 	over := kept+len(in) > h.srv.opts.MaxPending
 	if c.loop.canStop {
-		over = kept > h.srv.opts.MaxPending
+		over = len(in) > 0 && kept > h.srv.opts.MaxPending
 	}
 	if over {
 		c.CloseFor(session.SlowConsumer, nil)

@@ -1,3 +1,5 @@
+//go:build !poll_opt
+
 package eventloop
 
 import (
@@ -21,11 +23,14 @@ import (
 // unexported field, which findReadSwitch reads (read-only, through reflect:
 // gnet is pinned, and TestReadSwitchFound fails should a new version move
 // it). set changes only the event mask of a socket gnet registered, in the
-// form gnet registers it: level-triggered, with the descriptor as the
-// event's data. gnet itself turns reading back on when it starts buffering
-// a connection's output or has written all of it (ModReadWrite, ModRead);
-// the loop then reads that connection once more than it asked, which it
-// keeps (see handler.keep) and stops again.
+// form gnet's default poller registers it: level-triggered, with the
+// descriptor as the event's data. (gnet's other poller, built with the
+// poll_opt tag, keeps a pointer there instead: under that tag the switch
+// is left out, see readstop_other.go.) gnet itself turns reading back on
+// when it starts buffering a connection's output (ModReadWrite), which
+// conn.write undoes at once, and when it has written all of it (ModRead),
+// after which the loop reads that connection once more than it asked,
+// keeps that read (see handler.keep) and stops again.
 type readSwitch struct {
 	epfd int // the loop's epoll descriptor; 0 when the switch is unavailable
 }

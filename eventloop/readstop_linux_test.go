@@ -1,3 +1,5 @@
+//go:build !poll_opt
+
 package eventloop
 
 import (

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux || poll_opt
 
 package eventloop
 
@@ -8,9 +8,10 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// readSwitch is unavailable here: the loop keeps reading a peer that does
-// not take its replies, and keeps its input up to MaxPending (see
-// handler.keep).
+// readSwitch is unavailable here (not Linux, or gnet's poll_opt poller,
+// which keeps a pointer in each epoll event's data): the loop keeps reading
+// a peer that does not take its replies, and keeps its input up to
+// MaxPending (see handler.keep).
 type readSwitch struct{}
 
 func findReadSwitch(gnet.EventLoop, bool) (readSwitch, bool) { return readSwitch{}, false }

@@ -66,12 +66,13 @@ type Conn interface {
 	// Pause asks the server to serve none of this connection's frames after
 	// the current one until Resume is called on its AsyncConn: for a handler
 	// that has taken on all the work it can. The frames already read wait,
-	// in order. The goroutine model stops reading the socket meanwhile, so
-	// TCP flow control slows the peer down; the event loop cannot stop gnet
-	// reading, so it keeps what arrives, up to the server's MaxPending, and
-	// closes the connection as "slow consumer" past that. Replies and Sends
-	// are still written while paused. Pause during OpenConn pauses before
-	// the first frame.
+	// in order. The server stops reading the socket meanwhile, so TCP flow
+	// control slows the peer down. (Where the event loop cannot stop gnet
+	// reading, with edge-triggered sockets or off Linux, it keeps what
+	// arrives, up to the server's MaxPending, and closes the connection as
+	// "slow consumer" past that.) Replies and Sends are still written while
+	// paused. A connection paused longer than the idle timeout is closed as
+	// idle. Pause during OpenConn pauses before the first frame.
 	Pause()
 
 	// Async returns a handle for this connection that is safe to use from

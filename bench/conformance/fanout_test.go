@@ -275,18 +275,20 @@ func TestWorkOrder(t *testing.T) {
 	})
 }
 
-// TestWorkPausedFlood: a client pipelines 64 times max-pending of frames
+// TestWorkPausedFlood: a client pipelines 16 times max-pending of frames
 // to a work handler whose queue is full most of the time, so the handler
 // keeps its connection paused. The server stops reading it while paused,
 // and TCP slows the client; nothing is dropped and nothing is closed: every
 // frame is answered, in order. (The event loop used to keep reading a
 // paused connection, keeping its input up to max-pending, and closed it as
-// a slow consumer past that.)
+// a slow consumer past that.) Max-pending also caps the replies queued for
+// the client's writer on the goroutine model: 1 MiB leaves room for a
+// burst of them on a busy machine.
 func TestWorkPausedFlood(t *testing.T) {
 	const (
-		maxPending = 16 << 10
-		size       = 1 << 10
-		frames     = 64 * maxPending / size
+		maxPending = 1 << 20
+		size       = 4 << 10
+		frames     = 16 * maxPending / size
 	)
 	eachModel(t, func(t *testing.T, m string) {
 		h, err := handlers.NewWork(handlers.WorkOptions{Work: 20 * time.Microsecond, Workers: 1})
