@@ -95,7 +95,8 @@ type Config struct {
 	// its socket refuses replies, and hold no more than one batch of them:
 	// the goroutine model's goroutine blocks in write(2), and the event
 	// loop stops watching the socket for input until its pending replies
-	// are written (on Linux, level-triggered; see eventloop's readSwitch).
+	// are written (on Linux, level-triggered, gnet without its poll_opt tag;
+	// see eventloop's readSwitch).
 	// TCP flow control then stops the peer. The cap bounds what others
 	// send it (broadcast, work replies), and, where the event loop cannot
 	// stop reading, what it holds: it then stops serving the connection's
